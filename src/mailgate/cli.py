@@ -1,0 +1,147 @@
+"""The `mailgate` command line. It parses arguments, calls the services, and prints.
+
+Commands that later work will fill exist already so `--help` shows the whole product, but
+none pretends to work: until built, each says so and exits 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from mailgate import __version__
+
+EXIT_USAGE = 2
+
+
+def _not_available(name: str) -> None:
+    click.echo(
+        f"mailgate {name}: not available yet in this version ({__version__}). "
+        "Run `mailgate --help` to see what works today.",
+        err=True,
+    )
+    sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mailgate")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def main(verbose: int) -> None:
+    """mailgate: relay mail from printers, scanners and applications that speak plain SMTP
+    to Exchange Online / Outlook.com, signing in with OAuth 2.0 like a modern device."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option(
+    "--profile",
+    type=click.Choice(["global", "21vianet", "gcc-high", "consumers"]),
+    default="global",
+    show_default=True,
+    help="Which Microsoft cloud to play.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--idp-port", type=int, default=0, show_default=True, help="HTTPS identity platform port (0: any free).")
+@click.option("--smtp-port", type=int, default=0, show_default=True, help="SMTP submission port (0: any free).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the simulator's CA and certificate (default: a temporary directory).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the bound addresses as one JSON line.")
+def sim(profile: str, host: str, idp_port: int, smtp_port: int, workdir: Path | None, as_json: bool) -> None:
+    """Run the simulated Microsoft cloud (identity platform and Exchange SMTP) for tests and demos."""
+    from mailgate.sim.server import Simulator
+
+    async def run() -> None:
+        simulator = Simulator(profile=profile, host=host, idp_port=idp_port, smtp_port=smtp_port, workdir=workdir)
+        await simulator.start()
+        info = simulator.info()
+        if as_json:
+            click.echo(json.dumps(info), nl=True)
+        else:
+            _print_sim_info(info)
+        sys.stdout.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        serving = asyncio.ensure_future(simulator.serve_forever())
+        await asyncio.wait([serving, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await simulator.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
+
+
+def _print_sim_info(info: dict[str, object]) -> None:
+    lines = [
+        f"mailgate simulator ({info['profile']} cloud) is running. Stop it with Ctrl-C.",
+        "",
+        f"  identity platform   {info['identity_platform']}   (sign-in host: {info['sign_in_host']})",
+        f"  device sign-in page {info['devicelogin']}",
+        f"  SMTP submission     {info['smtp_server']}   (STARTTLS, AUTH XOAUTH2)",
+        f"  CA certificate      {info['ca_file']}",
+        f"  accepted mail       {info['mailbox_page']}",
+        f"  control API         {info['control_api']}",
+        "",
+        "Accounts you can sign in as:",
+    ]
+    accounts = info.get("accounts")
+    if isinstance(accounts, list):
+        for account in accounts:
+            lines.append(f"  {account['upn']}  (primary address {account['primary_address']})")
+    lines += [
+        "",
+        "Your browser will warn about the certificate: it is signed by the simulator's own CA above.",
+        "Trust that file, or accept the warning for this local address only.",
+    ]
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.option(
+    "--profile",
+    type=click.Choice(["global", "21vianet", "gcc-high", "consumers"]),
+    default="global",
+    show_default=True,
+    help="Which Microsoft cloud the simulator plays.",
+)
+@click.option("--auto-approve", metavar="UPN", default=None, help="Approve the sign-in as this account without a browser.")
+@click.option("--once", is_flag=True, help="Exit after the demo message is delivered instead of running on.")
+def demo(profile: str, auto_approve: str | None, once: bool) -> None:
+    """Run the simulator and sign in to it like a device, then send a message through it."""
+    from mailgate.demo import run_demo
+
+    sys.exit(run_demo(profile=profile, auto_approve=auto_approve, once=once))
+
+
+def _placeholder(name: str, help_text: str) -> None:
+    @main.command(name=name, help=help_text, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        _not_available(name)
+
+
+for _name, _help in [
+    ("init", "Create the data directory, settings store and secret key."),
+    ("serve", "Run the gateway: SMTP listener, delivery engine and console."),
+    ("login", "Sign in to Microsoft with the device code flow."),
+    ("logout", "Forget the signed-in account."),
+    ("status", "Show the signed-in account, tokens and queue."),
+    ("send", "Send one message through the configured provider."),
+    ("config", "Show and change settings."),
+    ("queue", "List and manage queued messages."),
+    ("device", "Manage local accounts for devices that authenticate to mailgate."),
+    ("doctor", "Check DNS, network, TLS, clock, sign-in and SMTP step by step."),
+]:
+    _placeholder(_name, _help + " (Not available yet.)")

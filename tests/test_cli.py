@@ -1,0 +1,51 @@
+"""The command line: placeholders refuse honestly, `sim --json` prints what it bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from mailgate.cli import main
+
+UNBUILT = ["init", "serve", "login", "logout", "status", "send", "config", "queue", "device", "doctor"]
+
+
+@pytest.mark.parametrize("name", UNBUILT)
+def test_unbuilt_commands_say_so_and_exit_2(name: str) -> None:
+    result = CliRunner().invoke(main, [name, "--anything"])
+    assert result.exit_code == 2
+    assert "not available yet" in result.output
+
+
+def test_help_lists_every_command() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in [*UNBUILT, "sim", "demo"]:
+        assert name in result.output
+
+
+def test_sim_json_prints_bound_ports_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailgate", "sim", "--profile", "21vianet", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        info = json.loads(process.stdout.readline())
+        assert info["profile"] == "21vianet"
+        assert info["smtp_port"] > 0
+        assert info["identity_platform"].startswith("https://127.0.0.1:")
+        assert info["devicelogin"].endswith("/deviceloginchina")
+        assert info["scope"] == "https://partner.outlook.cn/SMTP.Send offline_access openid email"
+        assert os.path.exists(info["ca_file"])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
