@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Set-up and entry point for a fresh checkout; needs only python3.
 
-    python3 dev.py demo     the simulator plus a device signing in to it (the README's first command)
-    python3 dev.py test     ruff, mypy and the whole test suite (the README's second command)
+    python3 dev.py demo     the simulator and a device signing in to it (README's first command)
+    python3 dev.py test     ruff, mypy and the whole test suite (README's second command)
 
 Each run makes sure the virtual environment in .venv exists and holds what pyproject.toml
 asks for, and (for `test`) that the system tools the tests drive are installed.
@@ -25,22 +25,29 @@ STAMP = VENV / ".mailgate-installed"
 SYSTEM_TOOLS = {"swaks": "swaks", "msmtp": "msmtp"}
 
 
-def run(*args: str | Path, **kwargs: object) -> int:
-    return subprocess.call([str(a) for a in args], **kwargs)  # type: ignore[call-overload]
+def run(*args: str | Path, env: dict[str, str] | None = None) -> int:
+    return subprocess.call([str(a) for a in args], env=env)
 
 
 def ensure_venv() -> None:
     if not (BIN / "python").exists():
         print("mailgate: creating the virtual environment in .venv", flush=True)
         if run(sys.executable, "-m", "venv", VENV) != 0:
-            sys.exit("mailgate: could not create .venv; on Debian/Ubuntu install python3-venv first.")
+            sys.exit(
+                "mailgate: could not create .venv; on Debian/Ubuntu install python3-venv first."
+            )
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
     print("mailgate: installing mailgate and its dependencies into .venv", flush=True)
-    pip = [BIN / "python", "-m", "pip", "--disable-pip-version-check", "-q"]
-    if run(*pip, "install", "--upgrade", "pip") != 0 or run(*pip, "install", "-e", f"{ROOT}[test]") != 0:
-        sys.exit("mailgate: pip could not install the dependencies; check the network and try again.")
+    pip: list[str | Path] = [BIN / "python", "-m", "pip", "--disable-pip-version-check", "-q"]
+    if (
+        run(*pip, "install", "--upgrade", "pip") != 0
+        or run(*pip, "install", "-e", f"{ROOT}[test]") != 0
+    ):
+        sys.exit(
+            "mailgate: pip could not install the dependencies; check the network and try again."
+        )
     STAMP.write_text(wanted + "\n")
 
 
@@ -52,20 +59,23 @@ def ensure_system_tools() -> None:
         sys.exit(
             "mailgate: the tests drive these programs, which are not installed: "
             + ", ".join(missing)
-            + f"\nInstall them (Debian/Ubuntu: sudo apt-get install -y {' '.join(missing)}) and run again."
+            + "\nInstall them (Debian/Ubuntu: sudo apt-get install -y "
+            + " ".join(missing)
+            + ") and run again."
         )
     print(f"mailgate: installing {', '.join(missing)} with apt-get", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if run("apt-get", "update", "-qq", env=env) != 0 or run(
-        "apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env
-    ) != 0:
+    if (
+        run("apt-get", "update", "-qq", env=env) != 0
+        or run("apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing, env=env) != 0
+    ):
         sys.exit("mailgate: apt-get could not install " + ", ".join(missing))
 
 
 def test(args: list[str]) -> int:
     ensure_system_tools()
     os.chdir(ROOT)
-    steps = [
+    steps: list[tuple[str, list[str | Path]]] = [
         ("ruff", [BIN / "ruff", "check", "src", "tests", "dev.py"]),
         ("mypy", [BIN / "mypy"]),
     ]

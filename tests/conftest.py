@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
 
-from mailgate.sim.server import SimulatorThread
+if TYPE_CHECKING:
+    from mailgate.sim.server import SimulatorThread
 
 
 @pytest.fixture
 def sim() -> Iterator[SimulatorThread]:
     """A running simulator (global cloud) for synchronous clients such as MSAL and smtplib."""
+    from mailgate.sim.server import SimulatorThread
+
     with SimulatorThread(profile="global") as running:
         yield running
 
 
 @pytest.fixture
 def sim_21vianet() -> Iterator[SimulatorThread]:
+    from mailgate.sim.server import SimulatorThread
+
     with SimulatorThread(profile="21vianet") as running:
         yield running
 

@@ -1,0 +1,96 @@
+"""The typed view of the settings that the rest of mailgate reads.
+
+The settings store keeps dotted keys (`oauth.client_id`, `smtp.server`, ...); this module
+is what identity, submission and the gateway consume, so none of them parses strings.
+Secrets (SMTP password, token cache) are not here: they come from the store's encrypted
+secrets, only where they are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from mailgate.config.presets import MSAL_RESERVED_SCOPES, Security
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class OAuthConfig:
+    #: The manual's "Host name": sign-in host, optionally with a port (the simulator's has one).
+    login_host: str
+    tenant: str
+    client_id: str
+    #: The configured scope string, e.g.
+    #: "https://outlook.office.com/SMTP.Send offline_access openid email".
+    scope: str
+
+    @property
+    def authority(self) -> str:
+        return f"https://{self.login_host}/{self.tenant}"
+
+    @property
+    def msal_scopes(self) -> list[str]:
+        """MSAL adds openid/profile/offline_access itself and refuses them if passed."""
+        return [s for s in self.scope.split() if s.lower() not in MSAL_RESERVED_SCOPES]
+
+    @property
+    def admin_consent_url(self) -> str:
+        # Consent is granted per tenant; `consumers` has no admin, so fall back to `common`.
+        tenant = "common" if self.tenant in {"consumers", ""} else self.tenant
+        return f"https://{self.login_host}/{tenant}/adminconsent?client_id={quote(self.client_id)}"
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    #: Extra CA certificates (PEM) trusted besides the system store, for HTTPS and SMTP
+    #: (TLS-inspecting proxies, the simulator's CA).
+    ca_bundle: Path | None = None
+    #: HTTPS proxy for the identity platform, e.g. "http://proxy.example:3128".
+    https_proxy: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    provider: str
+    server: Endpoint
+    security: Security
+    #: None for provider `none`.
+    oauth: OAuthConfig | None
+    #: AUTH PLAIN/LOGIN user for provider `none`; the password is a secret in the store.
+    username: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    outbound: OutboundConfig
+    trust: TrustConfig
+    #: Sender address override (the console's "Device details");
+    #: None: the account's primary address.
+    sender_address: str | None = None
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """Who is signed in and how the tokens stand; kept by the store, shown by `status`."""
+
+    upn: str
+    primary_address: str
+    signed_in_at: float
+    #: Last time a refresh token was redeemed (or the sign-in); re-sign-in is needed
+    #: 90 days after this if nothing refreshes (AADSTS700082).
+    last_refresh_at: float
+    access_token_expires_at: float | None = None
+    #: Last sign-in/refresh error code (e.g. "AADSTS50173"), None when healthy.
+    last_error: str | None = None
+    last_error_at: float | None = None

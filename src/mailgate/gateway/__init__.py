@@ -1,0 +1,1 @@
+"""The gateway: SMTP listener for devices, durable queue, delivery through the provider."""
