@@ -1,0 +1,604 @@
+"""The durable queue: every accepted message, its recipients, its history, and admin events.
+
+Theory of operation. The listener calls :meth:`QueueStore.accept` and replies 250 only
+after that transaction has committed (SQLite in WAL mode with synchronous=FULL: the commit
+is on disk). A message is then in one state:
+
+    queued ──claim──> sending ──sent──> sent
+       ^                 │ ├──temporary──> deferred ──(next_attempt_at)──> claimable again
+       │                 │ ├──auth fault──> held (sign-in needed) ──release──> queued
+       └──crash/lease────┘ └──permanent──> failed (bounced)
+
+`claim` leases a message to one delivery worker (``lease_until``); a gateway killed in the
+middle leaves leases that expire, and :meth:`recover` puts those messages back, so a
+message that got a 250 is delivered at least once (twice only if the kill fell between
+Exchange's 250 and our commit of "sent").
+
+Recipients are rows of their own so a message can succeed for some and fail for others,
+and so more than 500 recipients go in several submissions (Exchange's limit).
+Bodies live in their own table so listing the queue never reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+
+class State(StrEnum):
+    QUEUED = "queued"
+    DEFERRED = "deferred"
+    HELD = "held"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+ACTIVE_STATES = (State.QUEUED, State.DEFERRED, State.HELD, State.SENDING)
+
+metadata = MetaData()
+
+messages = Table(
+    "queue_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("state", String(16), nullable=False),
+    Column("envelope_from", Text, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("client", Text, nullable=False, default=""),
+    Column("helo", Text, nullable=False, default=""),
+    Column("auth_user", Text, nullable=True),
+    Column("subject", Text, nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_reply", Text, nullable=True),
+    Column("held_reason", Text, nullable=True),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_until", Float, nullable=True),
+    Column("finished_at", Float, nullable=True),
+    Index("ix_queue_due", "state", "next_attempt_at"),
+)
+
+bodies = Table(
+    "queue_bodies",
+    metadata,
+    Column(
+        "message_id", Integer, ForeignKey("queue_messages.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("data", LargeBinary, nullable=False),
+)
+
+recipients = Table(
+    "queue_recipients",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "message_id", Integer, ForeignKey("queue_messages.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("address", Text, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("reply", Text, nullable=True),
+    Column("done_at", Float, nullable=True),
+    Index("ix_queue_rcpt_msg", "message_id"),
+    Index("ix_queue_rcpt_done", "state", "done_at"),
+)
+
+history = Table(
+    "queue_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "message_id", Integer, ForeignKey("queue_messages.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("at", Float, nullable=False),
+    Column("text", Text, nullable=False),
+    Index("ix_queue_history_msg", "message_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("message_id", Integer, nullable=True),
+)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    state: str
+    reply: str | None
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    id: int
+    state: State
+    envelope_from: str
+    received_at: float
+    size: int
+    client: str
+    subject: str
+    attempts: int
+    next_attempt_at: float
+    last_reply: str | None
+    held_reason: str | None
+    recipients: tuple[Recipient, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "envelope_from": self.envelope_from,
+            "received_at": self.received_at,
+            "size": self.size,
+            "client": self.client,
+            "subject": self.subject,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "last_reply": self.last_reply,
+            "held_reason": self.held_reason,
+            "recipients": [vars(r) for r in self.recipients],
+        }
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message leased to a delivery worker: what it needs to submit it."""
+
+    id: int
+    envelope_from: str
+    pending: tuple[str, ...]
+    data: bytes
+    attempts: int
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: float
+    level: str
+    kind: str
+    text: str
+    message_id: int | None
+
+
+class QueueStore:
+    """All reads and writes of the queue. Methods are synchronous and short; the asyncio
+    side calls them through one writer thread (SQLite allows one writer at a time)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    # -- intake ---------------------------------------------------------------------------
+    def accept(
+        self,
+        envelope_from: str,
+        rcpt_tos: Sequence[str],
+        data: bytes,
+        now: float,
+        client: str = "",
+        helo: str = "",
+        auth_user: str | None = None,
+        subject: str = "",
+    ) -> int:
+        """Store a message in one transaction; when this returns, it is on disk."""
+        if not rcpt_tos:
+            raise ValueError("a message needs at least one recipient")
+        with self.engine.begin() as conn:
+            message_id = conn.execute(
+                insert(messages)
+                .values(
+                    state=State.QUEUED.value,
+                    envelope_from=envelope_from,
+                    received_at=now,
+                    size=len(data),
+                    client=client,
+                    helo=helo,
+                    auth_user=auth_user,
+                    subject=subject[:500],
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+                .returning(messages.c.id)
+            ).scalar_one()
+            conn.execute(insert(bodies).values(message_id=message_id, data=data))
+            conn.execute(
+                insert(recipients),
+                [{"message_id": message_id, "address": r, "state": "pending"} for r in rcpt_tos],
+            )
+            _note(
+                conn,
+                message_id,
+                now,
+                f"accepted from {client or 'unknown'} for {len(rcpt_tos)} recipient(s)",
+            )
+        return int(message_id)
+
+    # -- delivery -------------------------------------------------------------------------
+    def next_due(self) -> float | None:
+        """When the next queued or deferred message becomes due (None: nothing waiting)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.min(messages.c.next_attempt_at)).where(
+                    messages.c.state.in_([State.QUEUED.value, State.DEFERRED.value])
+                )
+            ).scalar()
+        return None if value is None else float(value)
+
+    def claim(self, now: float, owner: str, lease: float, limit: int = 1) -> list[Claimed]:
+        """Lease up to *limit* due messages to *owner* until now + *lease*."""
+        with self.engine.begin() as conn:
+            due = (
+                select(messages.c.id)
+                .where(
+                    messages.c.state.in_([State.QUEUED.value, State.DEFERRED.value]),
+                    messages.c.next_attempt_at <= now,
+                )
+                .order_by(messages.c.next_attempt_at, messages.c.id)
+                .limit(limit)
+            )
+            # One UPDATE ... WHERE id IN (SELECT ...) is atomic, so two workers (or two
+            # gateways on one database) never lease the same message.
+            ids = (
+                conn.execute(
+                    update(messages)
+                    .where(
+                        messages.c.id.in_(due.scalar_subquery()),
+                        messages.c.state.in_([State.QUEUED.value, State.DEFERRED.value]),
+                    )
+                    .values(state=State.SENDING.value, lease_owner=owner, lease_until=now + lease)
+                    .returning(messages.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            return [self._claimed(conn, int(i)) for i in sorted(ids)]
+
+    def _claimed(self, conn: Connection, message_id: int) -> Claimed:
+        row = conn.execute(select(messages).where(messages.c.id == message_id)).one()
+        data = conn.execute(
+            select(bodies.c.data).where(bodies.c.message_id == message_id)
+        ).scalar_one()
+        pending = (
+            conn.execute(
+                select(recipients.c.address)
+                .where(recipients.c.message_id == message_id, recipients.c.state == "pending")
+                .order_by(recipients.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        return Claimed(
+            message_id,
+            row.envelope_from,
+            tuple(pending),
+            bytes(data),
+            row.attempts,
+            row.received_at,
+        )
+
+    def recipients_done(
+        self, message_id: int, done: Iterable[tuple[str, str, str]], now: float
+    ) -> None:
+        """Record final outcomes: (address, "sent" | "failed", reply) for each recipient."""
+        with self.engine.begin() as conn:
+            for address, outcome, reply in done:
+                conn.execute(
+                    update(recipients)
+                    .where(
+                        recipients.c.message_id == message_id,
+                        recipients.c.address == address,
+                        recipients.c.state == "pending",
+                    )
+                    .values(state=outcome, reply=reply, done_at=now)
+                )
+
+    def finish(self, message_id: int, now: float, reply: str | None, note: str) -> State:
+        """After a submission: sent if no recipient is pending or failed, failed if none is
+        pending and some failed; otherwise back to queued for the rest (now due)."""
+        with self.engine.begin() as conn:
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(recipients.c.state, func.count())
+                    .where(recipients.c.message_id == message_id)
+                    .group_by(recipients.c.state)
+                ).all()
+            )
+            if counts.get("pending"):
+                state, finished = State.QUEUED, None
+            elif counts.get("failed"):
+                state, finished = State.FAILED, now
+            else:
+                state, finished = State.SENT, now
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(
+                    state=state.value,
+                    last_reply=reply,
+                    finished_at=finished,
+                    next_attempt_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    held_reason=None,
+                )
+            )
+            _note(conn, message_id, now, note)
+            return state
+
+    def defer(self, message_id: int, now: float, next_at: float, reply: str, note: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(
+                    state=State.DEFERRED.value,
+                    attempts=messages.c.attempts + 1,
+                    next_attempt_at=next_at,
+                    last_reply=reply,
+                    lease_owner=None,
+                    lease_until=None,
+                )
+            )
+            _note(conn, message_id, now, note)
+
+    def put_back(
+        self, message_id: int, now: float, note: str, hold_reason: str | None = None
+    ) -> None:
+        """Return a leased message unchanged (shutdown), or hold it (sign-in needed)."""
+        state = State.HELD if hold_reason else State.QUEUED
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(
+                    state=state.value, held_reason=hold_reason, lease_owner=None, lease_until=None
+                )
+            )
+            _note(conn, message_id, now, note)
+
+    def recover(self, now: float) -> int:
+        """Messages whose lease ran out (their gateway died) become queued again."""
+        with self.engine.begin() as conn:
+            ids = (
+                conn.execute(
+                    update(messages)
+                    .where(
+                        messages.c.state == State.SENDING.value,
+                        or_(messages.c.lease_until.is_(None), messages.c.lease_until <= now),
+                    )
+                    .values(
+                        state=State.QUEUED.value,
+                        lease_owner=None,
+                        lease_until=None,
+                        next_attempt_at=now,
+                    )
+                    .returning(messages.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            for message_id in ids:
+                _note(conn, message_id, now, "delivery was interrupted; queued again")
+            return len(ids)
+
+    def release_owner(self, owner: str, now: float) -> int:
+        """At start-up: leases held by this gateway's previous life are void at once."""
+        with self.engine.begin() as conn:
+            ids = (
+                conn.execute(
+                    update(messages)
+                    .where(messages.c.state == State.SENDING.value, messages.c.lease_owner == owner)
+                    .values(
+                        state=State.QUEUED.value,
+                        lease_owner=None,
+                        lease_until=None,
+                        next_attempt_at=now,
+                    )
+                    .returning(messages.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            for message_id in ids:
+                _note(conn, message_id, now, "delivery was interrupted; queued again")
+            return len(ids)
+
+    # -- administration -------------------------------------------------------------------
+    def hold(self, message_id: int | None, now: float, reason: str) -> int:
+        """Hold one message, or (None) every queued and deferred one."""
+        where: ColumnElement[bool] = messages.c.state.in_(
+            [State.QUEUED.value, State.DEFERRED.value]
+        )
+        if message_id is not None:
+            where = and_(where, messages.c.id == message_id)
+        return self._transition(
+            where, now, {"state": State.HELD.value, "held_reason": reason}, f"held: {reason}"
+        )
+
+    def release(self, message_id: int | None, now: float, note: str = "released") -> int:
+        where: ColumnElement[bool] = messages.c.state == State.HELD.value
+        if message_id is not None:
+            where = and_(where, messages.c.id == message_id)
+        values = {"state": State.QUEUED.value, "held_reason": None, "next_attempt_at": now}
+        return self._transition(where, now, values, note)
+
+    def retry(self, message_id: int | None, now: float) -> int:
+        """Make deferred (or held) messages due now."""
+        where: ColumnElement[bool] = messages.c.state.in_(
+            [State.DEFERRED.value, State.HELD.value, State.QUEUED.value]
+        )
+        if message_id is not None:
+            where = and_(where, messages.c.id == message_id)
+        values = {"state": State.QUEUED.value, "held_reason": None, "next_attempt_at": now}
+        return self._transition(where, now, values, "retry requested")
+
+    def delete(self, message_id: int) -> bool:
+        with self.engine.begin() as conn:
+            found = conn.execute(
+                select(messages.c.state).where(messages.c.id == message_id)
+            ).scalar()
+            if found is None or found == State.SENDING.value:
+                return False
+            conn.execute(delete(history).where(history.c.message_id == message_id))
+            conn.execute(delete(recipients).where(recipients.c.message_id == message_id))
+            conn.execute(delete(bodies).where(bodies.c.message_id == message_id))
+            conn.execute(delete(messages).where(messages.c.id == message_id))
+            return True
+
+    def _transition(self, where: Any, now: float, values: dict[str, Any], note: str) -> int:
+        with self.engine.begin() as conn:
+            ids = (
+                conn.execute(
+                    update(messages).where(where).values(**values).returning(messages.c.id)
+                )
+                .scalars()
+                .all()
+            )
+            for message_id in ids:
+                _note(conn, message_id, now, note)
+            return len(ids)
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, message_id: int) -> MessageInfo | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(messages).where(messages.c.id == message_id)).one_or_none()
+            return None if row is None else self._info(conn, row)
+
+    def messages(
+        self, states: Sequence[State] | None = None, limit: int = 100, offset: int = 0
+    ) -> list[MessageInfo]:
+        query = select(messages).order_by(messages.c.id.desc()).limit(limit).offset(offset)
+        if states:
+            query = query.where(messages.c.state.in_([s.value for s in states]))
+        with self.engine.connect() as conn:
+            return [self._info(conn, row) for row in conn.execute(query).all()]
+
+    def body(self, message_id: int) -> bytes | None:
+        with self.engine.connect() as conn:
+            data = conn.execute(
+                select(bodies.c.data).where(bodies.c.message_id == message_id)
+            ).scalar()
+        return None if data is None else bytes(data)
+
+    def history(self, message_id: int) -> list[tuple[float, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(history.c.at, history.c.text)
+                .where(history.c.message_id == message_id)
+                .order_by(history.c.id)
+            ).all()
+        return [(float(at), str(text)) for at, text in rows]
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(messages.c.state, func.count()).group_by(messages.c.state)
+            ).all()
+        result = {s.value: 0 for s in State}
+        result.update({str(state): int(n) for state, n in rows})
+        return result
+
+    def oldest_active(self) -> float | None:
+        """Arrival time of the oldest message not yet sent or failed."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(func.min(messages.c.received_at)).where(
+                    messages.c.state.in_([s.value for s in ACTIVE_STATES])
+                )
+            ).scalar()
+        return None if value is None else float(value)
+
+    def recipients_sent_since(self, since: float) -> list[tuple[float, int]]:
+        """(time, recipients) of submissions since *since*, to rebuild the 24 h pacing window."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(recipients.c.done_at, func.count())
+                .where(recipients.c.state == "sent", recipients.c.done_at >= since)
+                .group_by(recipients.c.done_at)
+                .order_by(recipients.c.done_at)
+            ).all()
+        return [(float(at), int(n)) for at, n in rows]
+
+    def _info(self, conn: Connection, row: Any) -> MessageInfo:
+        rcpts = conn.execute(
+            select(recipients.c.address, recipients.c.state, recipients.c.reply)
+            .where(recipients.c.message_id == row.id)
+            .order_by(recipients.c.id)
+        ).all()
+        return MessageInfo(
+            id=row.id,
+            state=State(row.state),
+            envelope_from=row.envelope_from,
+            received_at=row.received_at,
+            size=row.size,
+            client=row.client,
+            subject=row.subject,
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at,
+            last_reply=row.last_reply,
+            held_reason=row.held_reason,
+            recipients=tuple(Recipient(a, s, r) for a, s, r in rcpts),
+        )
+
+    # -- events ---------------------------------------------------------------------------
+    def add_event(
+        self, now: float, level: str, kind: str, text: str, message_id: int | None = None
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(events).values(
+                    at=now, level=level, kind=kind, text=text, message_id=message_id
+                )
+            )
+
+    def events(self, limit: int = 100) -> list[Event]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(events).order_by(events.c.id.desc()).limit(limit)).all()
+        return [Event(r.id, r.at, r.level, r.kind, r.text, r.message_id) for r in rows]
+
+    def note(self, message_id: int, now: float, text: str) -> None:
+        with self.engine.begin() as conn:
+            _note(conn, message_id, now, text)
+
+
+def _note(conn: Connection, message_id: int, now: float, text: str) -> None:
+    conn.execute(insert(history).values(message_id=message_id, at=now, text=text))
+
+
+def dumps(infos: Iterable[MessageInfo]) -> str:
+    return json.dumps([i.to_json() for i in infos], indent=2)
