@@ -27,7 +27,9 @@ def test_accept_then_claim_then_sent(queue: QueueStore) -> None:
     assert claimed[0].pending == ("r1@y.test", "r2@y.test")
     # A second worker gets nothing: the message is leased.
     assert queue.claim(now=100.0, owner="w2", lease=60, limit=5) == []
-    queue.recipients_done(mid, [("r1@y.test", "sent", "250 OK"), ("r2@y.test", "sent", "250 OK")], 101.0)
+    queue.recipients_done(
+        mid, [("r1@y.test", "sent", "250 OK"), ("r2@y.test", "sent", "250 OK")], 101.0
+    )
     assert queue.finish(mid, 101.0, "250 2.0.0 OK", "sent") is State.SENT
     info = queue.get(mid)
     assert info is not None

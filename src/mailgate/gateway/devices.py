@@ -1,0 +1,101 @@
+"""Local accounts for devices that authenticate to mailgate (AUTH PLAIN/LOGIN).
+
+Devices never authenticate upstream (SPEC.md row 12): they sign in to the gateway with
+their own account, and relayed mail is always sent by the signed-in mailbox. Passwords
+are kept as argon2id hashes; a wrong password costs the same time as a right one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Column, Engine, Float, MetaData, String, Table, Text, delete, insert, select
+
+metadata = MetaData()
+
+device_accounts = Table(
+    "device_accounts",
+    metadata,
+    Column("username", String(200), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("note", Text, nullable=False, default=""),
+)
+
+_USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{1,200}$")
+_hasher = PasswordHasher()
+# Verifying against this keeps the time of an unknown user equal to a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@dataclass(frozen=True)
+class DeviceAccount:
+    username: str
+    created_at: float
+    note: str
+
+
+class DeviceAccounts:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+
+    def add(self, username: str, password: str, now: float, note: str = "") -> None:
+        if not _USERNAME.match(username):
+            raise ValueError(
+                "a device user name is 1-200 letters, digits and . _ @ + - (no spaces)"
+            )
+        if len(password) < 8:
+            raise ValueError("use a password of at least 8 characters for a device account")
+        with self.engine.begin() as conn:
+            if conn.execute(
+                select(device_accounts.c.username).where(device_accounts.c.username == username)
+            ).first():
+                raise ValueError(
+                    f"device account {username!r} exists; remove it first to set a new password"
+                )
+            conn.execute(
+                insert(device_accounts).values(
+                    username=username,
+                    password_hash=_hasher.hash(password),
+                    created_at=now,
+                    note=note,
+                )
+            )
+
+    def remove(self, username: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(device_accounts).where(device_accounts.c.username == username)
+            )
+            return bool(result.rowcount)
+
+    def list(self) -> list[DeviceAccount]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    device_accounts.c.username, device_accounts.c.created_at, device_accounts.c.note
+                ).order_by(device_accounts.c.username)
+            ).all()
+        return [DeviceAccount(u, c, n) for u, c, n in rows]
+
+    def verify(self, username: str, password: str) -> bool:
+        """True when the password is right. CPU-heavy (argon2): call it off the event loop."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                select(device_accounts.c.password_hash).where(
+                    device_accounts.c.username == username
+                )
+            ).scalar()
+        try:
+            return bool(_hasher.verify(stored or _DUMMY_HASH, password)) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def any(self) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(device_accounts.c.username).limit(1)).first() is not None

@@ -1,0 +1,79 @@
+"""Inbound decisions of the listener, apart from I/O: who may connect, what may be sent.
+
+These are the answers the SMTP listener gives; the aiosmtpd adapter only carries them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+#: Loopback, RFC 1918 private ranges, link-local, and IPv6 unique-local/link-local: where
+#: office devices live. Anything else must be allowed explicitly (no open relay).
+DEFAULT_ALLOWED_NETWORKS: tuple[str, ...] = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
+
+#: Exchange Online's default MaxSendSize.
+DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class InboundPolicy:
+    allowed_networks: tuple[str, ...] = DEFAULT_ALLOWED_NETWORKS
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    #: Recipients accepted per message; more than Exchange's 500 are sent in parts.
+    max_recipients: int = 1000
+    max_connections: int = 100
+    auth_required: bool = False
+    #: Offer AUTH without TLS (old printers cannot do STARTTLS). Off by default.
+    auth_allow_plaintext: bool = False
+    _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_networks", parse_networks(self.allowed_networks))
+
+    def client_allowed(self, address: str) -> bool:
+        """Is a client at *address* (IPv4, IPv6 or IPv4-mapped IPv6) allowed to connect?"""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self._networks)
+
+
+def parse_networks(
+    values: Iterable[str],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse CIDR networks (or single addresses); a bad entry raises ValueError naming it."""
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a network; write it like 192.168.1.0/24 or 10.0.0.7"
+            ) from None
+    return tuple(parsed)
+
+
+# Replies (RFC 5321 section 4.2, enhanced codes RFC 3463). Clients see these texts.
+REFUSED_NETWORK = "554 5.7.1 Access denied: this gateway does not accept mail from your address"
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections, try again later"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+STORED = "250 2.0.0 OK: queued as {id}"
+NOT_STORED = "451 4.3.0 Message not stored, please try again later"
+INTERNAL_ERROR = "451 4.3.0 Temporary server error, please try again later"
+AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
