@@ -46,7 +46,25 @@ def test_partial_recipients_keep_message_queued(queue: QueueStore) -> None:
     again = queue.claim(1.0, "w", 60)
     assert again[0].pending == ("r1@y.test", "r2@y.test")
     queue.recipients_done(mid, [("r1@y.test", "sent", "250"), ("r2@y.test", "failed", "550")], 2.0)
-    assert queue.finish(mid, 2.0, "550", "done") is State.FAILED
+    assert queue.finish(mid, 2.0, "550", "done") is State.SENT
+
+
+def test_all_recipients_failed_is_failed(queue: QueueStore) -> None:
+    mid = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    queue.claim(0.0, "w", 60)
+    queue.recipients_done(mid, [("r@y.test", "failed", "554 5.2.252")], 1.0)
+    assert queue.finish(mid, 1.0, "554 5.2.252", "failed") is State.FAILED
+
+
+def test_release_by_reason_leaves_manual_holds(queue: QueueStore) -> None:
+    a = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    b = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    queue.hold(a, 1.0, "held by the administrator")
+    queue.hold(b, 1.0, "sign-in needed")
+    assert queue.release(None, 2.0, reason="sign-in needed") == 1
+    info = queue.get(a)
+    assert info is not None
+    assert info.state is State.HELD
 
 
 def test_defer_waits_until_next_attempt(queue: QueueStore) -> None:

@@ -328,8 +328,8 @@ class QueueStore:
                 )
 
     def finish(self, message_id: int, now: float, reply: str | None, note: str) -> State:
-        """After a submission: sent if no recipient is pending or failed, failed if none is
-        pending and some failed; otherwise back to queued for the rest (now due)."""
+        """After a submission: queued again while recipients are pending (due now), else
+        sent when any recipient got it, else failed."""
         with self.engine.begin() as conn:
             counts: dict[str, int] = dict(
                 conn.execute(
@@ -340,10 +340,11 @@ class QueueStore:
             )
             if counts.get("pending"):
                 state, finished = State.QUEUED, None
-            elif counts.get("failed"):
-                state, finished = State.FAILED, now
-            else:
+            elif counts.get("sent"):
+                # Sent to some: the failed ones get a bounce, the message is done.
                 state, finished = State.SENT, now
+            else:
+                state, finished = State.FAILED, now
             conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)
@@ -360,16 +361,25 @@ class QueueStore:
             _note(conn, message_id, now, note)
             return state
 
-    def defer(self, message_id: int, now: float, next_at: float, reply: str, note: str) -> None:
+    def defer(
+        self,
+        message_id: int,
+        now: float,
+        next_at: float,
+        reply: str | None,
+        note: str,
+        count_attempt: bool = True,
+    ) -> None:
+        """Back to waiting until *next_at*; pacing waits do not count as failed attempts."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)
                 .values(
                     state=State.DEFERRED.value,
-                    attempts=messages.c.attempts + 1,
+                    attempts=messages.c.attempts + (1 if count_attempt else 0),
                     next_attempt_at=next_at,
-                    last_reply=reply,
+                    last_reply=func.coalesce(reply, messages.c.last_reply),
                     lease_owner=None,
                     lease_until=None,
                 )
@@ -450,10 +460,15 @@ class QueueStore:
             where, now, {"state": State.HELD.value, "held_reason": reason}, f"held: {reason}"
         )
 
-    def release(self, message_id: int | None, now: float, note: str = "released") -> int:
+    def release(
+        self, message_id: int | None, now: float, note: str = "released", reason: str | None = None
+    ) -> int:
+        """Release one held message, or (None) all held ones, or only those held for *reason*."""
         where: ColumnElement[bool] = messages.c.state == State.HELD.value
         if message_id is not None:
             where = and_(where, messages.c.id == message_id)
+        if reason is not None:
+            where = and_(where, messages.c.held_reason == reason)
         values = {"state": State.QUEUED.value, "held_reason": None, "next_attempt_at": now}
         return self._transition(where, now, values, note)
 

@@ -1,0 +1,484 @@
+"""The delivery engine: queued messages go upstream through the signed-in mailbox.
+
+Theory of operation. Up to ``max_connections`` workers (Exchange allows 3 per mailbox)
+each keep one upstream connection and reuse it (RSET between messages). A worker claims
+one due message at a time (a lease in the queue), derives what to send from the stored
+bytes (sender policy), splits more than 500 recipients into several transactions, waits
+for the pacer (30 messages/minute, 10,000 recipients/24 h), submits, and records the
+outcome. What a failure means is decided by :func:`mailgate.gateway.decisions.decide`:
+retry later, hold everything until the next sign-in, use fewer connections, or fail and
+bounce. All time comes from ``clock``/``sleep``, so tests can drive it without waiting.
+
+The engine never sends to more than the queue holds, never retries a message before its
+``next_attempt_at``, and parks idle workers on an event, so nothing spins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from mailgate.gateway import bounce
+from mailgate.gateway.decisions import Decision, Fate, decide
+from mailgate.gateway.pacing import Limits, SendPacer, split_recipients
+from mailgate.gateway.policy import PolicyRefused, Prepared, SenderPolicy, prepare
+from mailgate.gateway.queue import Claimed, QueueStore, State
+from mailgate.gateway.retry import DEFAULT_MAX_LIFETIME
+from mailgate.identity.errors import IdentityError
+from mailgate.submission.client import SendResult
+from mailgate.submission.errors import SubmissionError
+from mailgate.submission.replies import Classification, Reply, ReplyKind
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: held_reason of messages waiting for a sign-in; released by the engine, not by hand.
+SIGN_IN_HOLD = "sign-in needed"
+#: A pacing wait longer than this puts the message back rather than keeping a worker.
+MAX_PACING_NAP = 30.0
+
+
+class Upstream(Protocol):
+    """One authenticated upstream SMTP session (mailgate.submission.SubmissionClient)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def send(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> SendResult: ...
+
+    async def reset(self) -> Reply: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SenderIdentity:
+    """Who sends: the signed-in account (or the configured account for provider none)."""
+
+    sender_address: str
+    #: Other addresses the mailbox may send as (allow-list policy).
+    allowed: tuple[str, ...] = ()
+    #: Changes whenever someone signs in again; the engine resumes held mail on a change.
+    generation: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    max_connections: int = 3
+    limits: Limits = field(default_factory=Limits)
+    max_lifetime: float = DEFAULT_MAX_LIFETIME
+    lease: float = 15 * 60.0
+    #: Close an upstream connection idle this long (Exchange drops idle ones anyway).
+    idle_close: float = 30.0
+    policy: SenderPolicy = SenderPolicy.REWRITE
+    refuse_unlisted: bool = False
+    reporting_host: str = field(default_factory=socket.getfqdn)
+    remote_host: str = "smtp.office365.com"
+    #: How often to look for expired leases and for a new sign-in while holding.
+    housekeeping_interval: float = 5.0
+
+
+@dataclass(frozen=True)
+class Failure:
+    decision: Decision
+    classification: Classification
+    reply: str
+
+
+class DbRunner:
+    """Runs queue calls on one thread: SQLite has one writer, and fsync must not stall the
+    event loop."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mailgate-db")
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class DeliveryEngine:
+    def __init__(
+        self,
+        queue: QueueStore,
+        db: DbRunner,
+        open_upstream: Callable[[], Awaitable[Upstream]],
+        identity: Callable[[], Awaitable[SenderIdentity | None]],
+        settings: DeliverySettings | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        draw: Callable[[], float] = random.random,
+        owner: str | None = None,
+    ) -> None:
+        self.queue = queue
+        self.db = db
+        self.open_upstream = open_upstream
+        self.identity = identity
+        self.settings = settings or DeliverySettings()
+        self.clock = clock
+        self.sleep = sleep
+        self.draw = draw
+        self.owner = owner or f"{socket.gethostname()}:{id(self):x}"
+        self.pacer = SendPacer(self.settings.limits)
+        self.signin_needed = False
+        self._generation: float | None = None
+        self._single_until = 0.0
+        self._upstream_down = False
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.delivered = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        now = self.clock()
+        await self.db(self.queue.release_owner, self.owner, now)
+        await self.db(self.queue.recover, now)
+        for at, count in await self.db(self.queue.recipients_sent_since, now - 24 * 3600):
+            self.pacer.record(at, count)
+        self._tasks = [
+            asyncio.create_task(self._worker(i), name=f"delivery-{i}")
+            for i in range(self.settings.max_connections)
+        ]
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="delivery-housekeeping"))
+
+    async def stop(self, grace: float = 30.0) -> None:
+        """Stop claiming; let messages in flight finish for up to *grace* seconds, then requeue."""
+        self._stopping = True
+        self.wake()
+        workers = self._tasks
+        _, pending = await asyncio.wait(workers, timeout=grace) if workers else (set(), set())
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Whatever a cancelled worker held goes straight back to the queue.
+        await self.db(self.queue.release_owner, self.owner, self.clock())
+        self._tasks = []
+
+    def wake(self) -> None:
+        """New mail, a new sign-in, or shutdown: workers look at the queue again."""
+        self._wake.set()
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep up to *seconds*, or less when woken."""
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        waker = asyncio.ensure_future(self._wake.wait())
+        sleeper = asyncio.ensure_future(self.sleep(max(seconds, 0.0)))
+        await asyncio.wait([waker, sleeper], return_when=asyncio.FIRST_COMPLETED)
+        for task in (waker, sleeper):
+            task.cancel()
+        self._wake.clear()
+
+    # -- workers --------------------------------------------------------------------------
+    def _connections_allowed(self) -> int:
+        if self.clock() < self._single_until:
+            return 1
+        return self.settings.max_connections
+
+    async def _worker(self, index: int) -> None:
+        upstream: Upstream | None = None
+        idle_since = self.clock()
+        try:
+            while not self._stopping:
+                if self.signin_needed or index >= self._connections_allowed():
+                    upstream = await _close(upstream)
+                    await self._nap(self.settings.housekeeping_interval)
+                    continue
+                claimed = await self.db(
+                    self.queue.claim, self.clock(), self.owner, self.settings.lease, 1
+                )
+                if not claimed:
+                    if (
+                        upstream is not None
+                        and self.clock() - idle_since >= self.settings.idle_close
+                    ):
+                        upstream = await _close(upstream)
+                    await self._nap(await self._until_due())
+                    continue
+                upstream = await self._deliver(claimed[0], upstream)
+                idle_since = self.clock()
+        finally:
+            await _close(upstream)
+
+    async def _until_due(self) -> float:
+        next_due = await self.db(self.queue.next_due)
+        wait = self.settings.housekeeping_interval if next_due is None else next_due - self.clock()
+        return min(max(wait, 0.05), self.settings.idle_close)
+
+    async def _housekeeping(self) -> None:
+        while not self._stopping:
+            await self._nap(self.settings.housekeeping_interval)
+            with contextlib.suppress(Exception):
+                recovered = await self.db(self.queue.recover, self.clock())
+                if recovered:
+                    self.wake()
+                await self._check_sign_in()
+
+    async def _check_sign_in(self) -> None:
+        if not self.signin_needed:
+            return
+        identity = await self.identity()
+        if identity is None or identity.generation == self._generation:
+            return
+        self.signin_needed = False
+        now = self.clock()
+        released = await self.db(
+            self.queue.release, None, now, "signed in again; released", SIGN_IN_HOLD
+        )
+        await self._event(
+            "info", "resumed", f"Signed in again: delivery resumed, {released} message(s) released."
+        )
+        self.wake()
+
+    # -- one message ----------------------------------------------------------------------
+    async def _deliver(self, claimed: Claimed, upstream: Upstream | None) -> Upstream | None:
+        identity = await self.identity()
+        if identity is None:
+            await self._hold_for_sign_in(claimed, "nobody is signed in")
+            return await _close(upstream)
+        try:
+            prepared = prepare(
+                claimed.data,
+                claimed.envelope_from,
+                self.settings.policy,
+                identity.sender_address,
+                identity.allowed,
+                self.settings.refuse_unlisted,
+            )
+        except PolicyRefused as refused:
+            await self._fail_all(claimed, f"550 5.7.1 {refused}", "refused by the sender policy")
+            return upstream
+        if prepared.notes and claimed.attempts == 0:
+            await self.db(self.queue.note, claimed.id, self.clock(), "; ".join(prepared.notes))
+        for part in split_recipients(
+            list(claimed.pending), self.settings.limits.recipients_per_message
+        ):
+            if not await self._pace(claimed, len(part)):
+                return upstream
+            upstream, failure = await self._submit(claimed, prepared, part, upstream)
+            if failure is not None and failure.decision.fate is not Fate.RETRY_NOW:
+                await self._apply(claimed, failure)
+                return upstream
+        await self._finish(claimed)
+        return upstream
+
+    async def _pace(self, claimed: Claimed, recipients: int) -> bool:
+        now = self.clock()
+        at = self.pacer.earliest(now, recipients)
+        if at - now > MAX_PACING_NAP:
+            until = time.strftime("%H:%M:%S", time.localtime(at))
+            note = f"waiting for Exchange's sending limits until {until}"
+            await self.db(self.queue.defer, claimed.id, now, at, None, note, False)
+            return False
+        if at > now:
+            await self.sleep(at - now)
+        self.pacer.record(self.clock(), recipients)
+        return True
+
+    async def _submit(
+        self, claimed: Claimed, prepared: Prepared, part: list[str], upstream: Upstream | None
+    ) -> tuple[Upstream | None, Failure | None]:
+        """Send one transaction. Returns the connection to keep and, on failure, what to do."""
+        try:
+            if upstream is not None and upstream.connected:
+                await upstream.reset()
+            else:
+                upstream = await self.open_upstream()
+            result = await upstream.send(prepared.envelope_from, part, prepared.data)
+        except SubmissionError as error:
+            upstream = await _close(upstream) if _drops(error.classification) else upstream
+            return upstream, await self._failed(
+                claimed, error.classification, str(error.reply or "")
+            )
+        except IdentityError as error:
+            problem = error.problem
+            kind = ReplyKind.AUTH if problem.needs_sign_in else ReplyKind.NETWORK
+            cls = Classification(kind, problem.title + ".", problem.what_to_do)
+            return await _close(upstream), await self._failed(claimed, cls, problem.code)
+        except OSError as error:
+            cls = Classification(
+                ReplyKind.NETWORK,
+                f"Network error talking to the server: {error.strerror or error}.",
+                "",
+            )
+            return await _close(upstream), await self._failed(claimed, cls, "network error")
+        await self._record(claimed, result)
+        return upstream, None
+
+    async def _record(self, claimed: Claimed, result: SendResult) -> None:
+        now = self.clock()
+        outcomes = [(a, "sent", str(result.reply)) for a in result.accepted]
+        for address, reply in result.refused.items():
+            if reply.code >= 500:
+                outcomes.append((address, "failed", str(reply)))
+        await self.db(self.queue.recipients_done, claimed.id, outcomes, now)
+        self.delivered += 1 if result.accepted else 0
+        if self._upstream_down:
+            self._upstream_down = False
+            await self._event("info", "upstream_up", "The upstream server accepts mail again.")
+
+    async def _failed(self, claimed: Claimed, cls: Classification, reply: str) -> Failure:
+        decision = decide(
+            cls,
+            claimed.attempts,
+            self.clock(),
+            claimed.received_at,
+            self.settings.max_lifetime,
+            self.draw(),
+        )
+        log.warning("message %s: %s (%s)", claimed.id, cls.summary, reply)
+        return Failure(decision, cls, reply)
+
+    async def _apply(self, claimed: Claimed, failure: Failure) -> None:
+        decision, cls, reply = failure.decision, failure.classification, failure.reply
+        now = self.clock()
+        text = f"{reply} — {cls.summary} {cls.advice}".strip()
+        if decision.single_connection_until is not None:
+            self._single_until = decision.single_connection_until
+            await self._event(
+                "warning",
+                "throttled",
+                f"Exchange refused a connection: {cls.summary} Using one connection for a while.",
+            )
+        if decision.fate is Fate.HOLD:
+            await self._hold_for_sign_in(claimed, text)
+        elif decision.fate is Fate.FAIL:
+            await self._fail_all(claimed, reply, f"failed: {cls.summary} {cls.advice}")
+        else:
+            assert decision.next_at is not None
+            await self.db(
+                self.queue.defer,
+                claimed.id,
+                now,
+                decision.next_at,
+                reply,
+                f"deferred: {text}",
+                decision.counts_as_attempt,
+            )
+            if cls.kind is ReplyKind.NETWORK and not self._upstream_down:
+                self._upstream_down = True
+                await self._event(
+                    "warning",
+                    "upstream_down",
+                    f"Cannot reach the upstream server: {cls.summary} "
+                    "Mail waits in the queue and is retried.",
+                )
+
+    async def _hold_for_sign_in(self, claimed: Claimed, why: str) -> None:
+        now = self.clock()
+        identity = await self.identity()
+        self._generation = identity.generation if identity else None
+        first = not self.signin_needed
+        self.signin_needed = True
+        await self.db(self.queue.put_back, claimed.id, now, f"held: {why}", SIGN_IN_HOLD)
+        await self.db(self.queue.hold, None, now, SIGN_IN_HOLD)
+        if first:
+            await self._event(
+                "error",
+                "sign_in_needed",
+                f"Exchange refused the sign-in ({why}). All mail is held. "
+                "Sign in again (mailgate login, or the console's sign-in page); "
+                "delivery resumes by itself.",
+            )
+
+    async def _fail_all(self, claimed: Claimed, reply: str, note: str) -> None:
+        now = self.clock()
+        outcomes = [(address, "failed", reply) for address in claimed.pending]
+        await self.db(self.queue.recipients_done, claimed.id, outcomes, now)
+        await self._finish(claimed, note)
+
+    async def _finish(self, claimed: Claimed, note: str = "sent") -> None:
+        now = self.clock()
+        state = await self.db(self.queue.finish, claimed.id, now, None, note)
+        if state in (State.SENT, State.FAILED):
+            await self._bounce_failed(claimed)
+        if state is State.QUEUED:
+            self.wake()
+
+    async def _bounce_failed(self, claimed: Claimed) -> None:
+        info = await self.db(self.queue.get, claimed.id)
+        if info is None:
+            return
+        failed = [r for r in info.recipients if r.state == "failed"]
+        if not failed:
+            return
+        await self._event(
+            "error",
+            "message_failed",
+            f"Message {claimed.id} from {claimed.envelope_from or '<>'} could not be delivered to "
+            f"{', '.join(r.address for r in failed)}: {failed[0].reply}",
+            claimed.id,
+        )
+        if not bounce.should_bounce(claimed.envelope_from):
+            return
+        identity = await self.identity()
+        report_from = identity.sender_address if identity else claimed.envelope_from
+        report = bounce.build_bounce(
+            claimed.data,
+            claimed.envelope_from,
+            [
+                bounce.FailedRecipient(r.address, r.reply or "", _status(r.reply), "")
+                for r in failed
+            ],
+            reporting_host=self.settings.reporting_host,
+            remote_host=self.settings.remote_host,
+            report_from=report_from,
+            arrival=claimed.received_at,
+            now=self.clock(),
+        )
+        bounce_id = await self.db(
+            self.queue.accept,
+            "",
+            [claimed.envelope_from],
+            report.as_bytes(),
+            self.clock(),
+            "mailgate",
+            "",
+            None,
+            "Undelivered Mail Returned to Sender",
+        )
+        await self.db(
+            self.queue.note,
+            claimed.id,
+            self.clock(),
+            f"bounce report queued as message {bounce_id}",
+        )
+        self.wake()
+
+    async def _event(self, level: str, kind: str, text: str, message_id: int | None = None) -> None:
+        getattr(log, level if level != "info" else "info")(text)
+        await self.db(self.queue.add_event, self.clock(), level, kind, text, message_id)
+
+
+def _drops(cls: Classification) -> bool:
+    return cls.kind in {ReplyKind.NETWORK, ReplyKind.AUTH, ReplyKind.THROTTLED, ReplyKind.TEMPORARY}
+
+
+def _status(reply: str | None) -> str:
+    for word in (reply or "").split()[1:2]:
+        if word.count(".") == 2 and word[0] in "245":
+            return word
+    return "5.0.0"
+
+
+async def _close(upstream: Upstream | None) -> Upstream | None:
+    """Close quietly (the connection may be broken already); always returns None."""
+    if upstream is not None:
+        with contextlib.suppress(Exception):
+            await upstream.close()
+    return None

@@ -1,0 +1,282 @@
+"""The delivery engine against a scripted upstream, on a fake clock (no real waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from mailgate.gateway.delivery import (
+    SIGN_IN_HOLD,
+    DbRunner,
+    DeliveryEngine,
+    DeliverySettings,
+    SenderIdentity,
+    Upstream,
+)
+from mailgate.gateway.headers import first_value
+from mailgate.gateway.queue import QueueStore, State
+from mailgate.submission.client import SendResult
+from mailgate.submission.errors import SubmissionError, SubmissionNetworkError
+from mailgate.submission.replies import Classification, Reply, ReplyKind, classify, parse_reply
+
+SENDER = "scanner@contoso.com"
+DATA = b"From: MFP <mfp@printer.local>\r\nSubject: scan\r\n\r\nbody\r\n"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0.001)
+
+
+@dataclass
+class Sent:
+    at: float
+    mail_from: str
+    rcpts: list[str]
+    data: bytes
+
+
+@dataclass
+class FakeServer:
+    clock: FakeClock
+    sent: list[Sent] = field(default_factory=list)
+    #: Replies to give instead of accepting, consumed in order ("connect:..." fails the connect).
+    script: list[str] = field(default_factory=list)
+    connections: int = 0
+    open_now: int = 0
+    max_open: int = 0
+
+    def next_failure(self, stage: str) -> SubmissionError | None:
+        if not self.script or not self.script[0].startswith(stage + ":"):
+            return None
+        text = self.script.pop(0).split(":", 1)[1]
+        if text == "network":
+            return SubmissionNetworkError(
+                Classification(ReplyKind.NETWORK, "Connection refused.", "Check the network."),
+                stage=stage,
+            )
+        reply = parse_reply(text)
+        return SubmissionError(classify(reply), reply, stage=stage)
+
+
+class FakeUpstream:
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self._connected = True
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def send(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> SendResult:
+        failure = self.server.next_failure("send")
+        if failure is not None:
+            raise failure
+        self.server.sent.append(Sent(self.server.clock(), mail_from, list(rcpt_tos), data))
+        reply = Reply(250, ("2.0.0 OK <ABC> [Hostname=BY1PR10CA0041]",))
+        return SendResult(reply, "ABC", "BY1", tuple(rcpt_tos), {}, (), len(data))
+
+    async def reset(self) -> Reply:
+        return Reply(250, ("2.0.0 Resetting",))
+
+    async def close(self) -> None:
+        if self._connected:
+            self._connected = False
+            self.server.open_now -= 1
+
+
+@dataclass
+class Harness:
+    queue: QueueStore
+    engine: DeliveryEngine
+    server: FakeServer
+    clock: FakeClock
+    identity: list[SenderIdentity | None]
+
+    def accept(self, rcpts: list[str] | None = None, sender: str = "mfp@printer.local") -> int:
+        mid = self.queue.accept(sender, rcpts or ["a@fabrikam.test"], DATA, self.clock())
+        self.engine.wake()
+        return mid
+
+    async def until(self, condition: Callable[[], bool], limit: float = 20.0) -> None:
+        """Poll the queue (state lives in SQLite, so there is no event to wait on)."""
+        async with asyncio.timeout(limit):
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+    def states(self) -> dict[str, int]:
+        return {k: v for k, v in self.queue.counts().items() if v}
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    clock = FakeClock()
+    server = FakeServer(clock)
+    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    db = DbRunner()
+    identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
+
+    async def open_upstream() -> Upstream:
+        failure = server.next_failure("connect")
+        if failure is not None:
+            raise failure
+        server.connections += 1
+        server.open_now += 1
+        server.max_open = max(server.max_open, server.open_now)
+        return FakeUpstream(server)
+
+    async def current_identity() -> SenderIdentity | None:
+        return identity[0]
+
+    settings = DeliverySettings(housekeeping_interval=1.0, reporting_host="gw.test")
+    engine = DeliveryEngine(
+        queue,
+        db,
+        open_upstream,
+        current_identity,
+        settings,
+        clock=clock,
+        sleep=clock.sleep,
+        draw=lambda: 0.5,
+    )
+    await engine.start()
+    yield Harness(queue, engine, server, clock, identity)
+    await engine.stop(grace=5)
+    db.close()
+
+
+async def test_delivers_with_sender_rewritten(harness: Harness) -> None:
+    mid = harness.accept(["a@fabrikam.test", "b@fabrikam.test"])
+    await harness.until(lambda: harness.states() == {"sent": 1})
+    [sent] = harness.server.sent
+    assert sent.mail_from == SENDER
+    assert sent.rcpts == ["a@fabrikam.test", "b@fabrikam.test"]
+    assert first_value(sent.data, "From") == f"MFP <{SENDER}>"
+    assert first_value(sent.data, "Reply-To") == "MFP <mfp@printer.local>"
+    # Stored exactly as received: rewriting happens on the way out only.
+    assert harness.queue.body(mid) == DATA
+    assert any("Reply-To" in text for _, text in harness.queue.history(mid))
+
+
+async def test_connections_are_reused_and_capped_at_three(harness: Harness) -> None:
+    for _ in range(20):
+        harness.accept()
+    await harness.until(lambda: harness.states() == {"sent": 20})
+    assert len(harness.server.sent) == 20
+    assert harness.server.max_open <= 3
+    assert harness.server.connections <= 3
+
+
+async def test_pacing_never_exceeds_thirty_a_minute(harness: Harness) -> None:
+    for _ in range(75):
+        harness.accept()
+    await harness.until(lambda: harness.states() == {"sent": 75}, limit=60)
+    times = sorted(s.at for s in harness.server.sent)
+    for start in times:
+        assert sum(1 for t in times if start <= t < start + 60) <= 30
+    # ... and it does not dawdle either: 75 messages take a little over two minutes.
+    assert times[-1] - times[0] < 3 * 60
+
+
+async def test_more_than_500_recipients_are_split(harness: Harness) -> None:
+    rcpts = [f"r{i}@fabrikam.test" for i in range(1201)]
+    harness.accept(rcpts)
+    await harness.until(lambda: harness.states() == {"sent": 1})
+    assert [len(s.rcpts) for s in harness.server.sent] == [500, 500, 201]
+
+
+async def test_auth_failure_holds_everything_until_sign_in(harness: Harness) -> None:
+    harness.server.script = ["connect:535 5.7.3 Authentication unsuccessful [BY1 2026 08DC]"]
+    harness.accept()
+    await harness.until(lambda: harness.states().get("held") == 1)
+    assert harness.engine.signin_needed
+    second = harness.accept()
+    await asyncio.sleep(0.2)
+    info = harness.queue.get(second)
+    assert info is not None
+    assert info.state in (State.QUEUED, State.HELD)
+    assert harness.server.sent == []
+    assert [e.kind for e in harness.queue.events()] == ["sign_in_needed"]
+    # A new sign-in (a new generation) releases the held mail.
+    harness.identity[0] = SenderIdentity(SENDER, generation=2.0)
+    await harness.until(lambda: harness.states() == {"sent": 2})
+    assert not harness.engine.signin_needed
+    assert harness.queue.events()[0].kind == "resumed"
+
+
+async def test_manual_hold_survives_a_sign_in(harness: Harness) -> None:
+    harness.engine.signin_needed = True
+    mid = harness.accept()
+    harness.queue.hold(mid, harness.clock(), "held by the administrator")
+    harness.engine.signin_needed = False
+    await asyncio.sleep(0.2)
+    info = harness.queue.get(mid)
+    assert info is not None
+    assert info.held_reason != SIGN_IN_HOLD
+    assert info.state is State.HELD
+
+
+async def test_send_as_denied_fails_and_bounces_to_the_sender(harness: Harness) -> None:
+    harness.server.script = [
+        "send:554 5.2.252 SendAsDenied; scanner@contoso.com not allowed to send as mfp@printer.local; "
+        "STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied"
+    ]
+    mid = harness.accept(sender="user@contoso.com")
+    await harness.until(lambda: harness.states() == {"failed": 1, "sent": 1})
+    info = harness.queue.get(mid)
+    assert info is not None
+    assert info.state is State.FAILED
+    [bounce] = harness.server.sent
+    assert bounce.rcpts == ["user@contoso.com"]
+    assert bounce.mail_from == SENDER
+    assert b"multipart/report" in bounce.data
+    assert b"5.2.252" in bounce.data
+    assert "message_failed" in [e.kind for e in harness.queue.events()]
+
+
+async def test_no_bounce_for_the_null_sender(harness: Harness) -> None:
+    harness.server.script = ["send:552 5.3.4 Message size exceeds fixed maximum message size"]
+    harness.accept(sender="")
+    await harness.until(lambda: harness.states() == {"failed": 1})
+    await asyncio.sleep(0.1)
+    assert harness.server.sent == []
+
+
+async def test_network_fault_defers_then_delivers(harness: Harness) -> None:
+    harness.server.script = ["connect:network", "connect:network"]
+    mid = harness.accept()
+    await harness.until(lambda: harness.states() == {"sent": 1})
+    info = harness.queue.get(mid)
+    assert info is not None
+    assert info.attempts == 2
+    kinds = [e.kind for e in harness.queue.events()]
+    assert kinds == ["upstream_up", "upstream_down"]
+
+
+async def test_throttle_uses_one_connection(harness: Harness) -> None:
+    harness.server.script = [
+        "send:432 4.3.2 Concurrent connections limit exceeded. Visit https://aka.ms/concurrent_sending "
+        "for more information. [Hostname=BY1]"
+    ]
+    harness.accept()
+    await harness.until(lambda: harness.states() == {"sent": 1})
+    before = harness.server.max_open
+    harness.server.max_open = harness.server.open_now
+    for _ in range(10):
+        harness.accept()
+    await harness.until(lambda: harness.states() == {"sent": 11})
+    assert before <= 3
+    assert harness.server.max_open == 1
+    assert "throttled" in [e.kind for e in harness.queue.events()]
