@@ -17,6 +17,8 @@ from pathlib import Path
 import click
 
 from mailgate import __version__
+from mailgate.config.commands import config_group, init_command
+from mailgate.config.paths import CliState
 
 EXIT_USAGE = 2
 
@@ -33,11 +35,23 @@ def _not_available(name: str) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mailgate")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def main(verbose: int) -> None:
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (default: $MAILGATE_DATA_DIR, else /var/lib/mailgate as root, "
+    "else $XDG_DATA_HOME/mailgate or ~/.local/share/mailgate).",
+)
+@click.pass_context
+def main(ctx: click.Context, verbose: int, data_dir: Path | None) -> None:
     """mailgate: relay mail from printers, scanners and applications that speak plain SMTP
     to Exchange Online / Outlook.com, signing in with OAuth 2.0 like a modern device."""
+    # Subcommands read it with ctx.find_object(CliState).data_dir.
+    ctx.obj = CliState(data_dir_option=data_dir)
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @main.command()
@@ -49,8 +63,20 @@ def main(verbose: int) -> None:
     help="Which Microsoft cloud to play.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--idp-port", type=int, default=0, show_default=True, help="HTTPS identity platform port (0: any free).")
-@click.option("--smtp-port", type=int, default=0, show_default=True, help="SMTP submission port (0: any free).")
+@click.option(
+    "--idp-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="HTTPS identity platform port (0: any free).",
+)
+@click.option(
+    "--smtp-port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="SMTP submission port (0: any free).",
+)
 @click.option(
     "--workdir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -58,12 +84,16 @@ def main(verbose: int) -> None:
     help="Where to write the simulator's CA and certificate (default: a temporary directory).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the bound addresses as one JSON line.")
-def sim(profile: str, host: str, idp_port: int, smtp_port: int, workdir: Path | None, as_json: bool) -> None:
-    """Run the simulated Microsoft cloud (identity platform and Exchange SMTP) for tests and demos."""
+def sim(
+    profile: str, host: str, idp_port: int, smtp_port: int, workdir: Path | None, as_json: bool
+) -> None:
+    """Run the simulated Microsoft cloud (identity platform and Exchange SMTP)."""
     from mailgate.sim.server import Simulator
 
     async def run() -> None:
-        simulator = Simulator(profile=profile, host=host, idp_port=idp_port, smtp_port=smtp_port, workdir=workdir)
+        simulator = Simulator(
+            profile=profile, host=host, idp_port=idp_port, smtp_port=smtp_port, workdir=workdir
+        )
         await simulator.start()
         info = simulator.info()
         if as_json:
@@ -76,7 +106,9 @@ def sim(profile: str, host: str, idp_port: int, smtp_port: int, workdir: Path | 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         serving = asyncio.ensure_future(simulator.serve_forever())
-        await asyncio.wait([serving, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            [serving, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
         await simulator.stop()
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -87,7 +119,8 @@ def _print_sim_info(info: dict[str, object]) -> None:
     lines = [
         f"mailgate simulator ({info['profile']} cloud) is running. Stop it with Ctrl-C.",
         "",
-        f"  identity platform   {info['identity_platform']}   (sign-in host: {info['sign_in_host']})",
+        f"  identity platform   {info['identity_platform']}",
+        f"  sign-in host        {info['sign_in_host']}",
         f"  device sign-in page {info['devicelogin']}",
         f"  SMTP submission     {info['smtp_server']}   (STARTTLS, AUTH XOAUTH2)",
         f"  CA certificate      {info['ca_file']}",
@@ -102,7 +135,7 @@ def _print_sim_info(info: dict[str, object]) -> None:
             lines.append(f"  {account['upn']}  (primary address {account['primary_address']})")
     lines += [
         "",
-        "Your browser will warn about the certificate: it is signed by the simulator's own CA above.",
+        "Browsers warn about the certificate: it is signed by the simulator's own CA above.",
         "Trust that file, or accept the warning for this local address only.",
     ]
     click.echo("\n".join(lines))
@@ -116,8 +149,15 @@ def _print_sim_info(info: dict[str, object]) -> None:
     show_default=True,
     help="Which Microsoft cloud the simulator plays.",
 )
-@click.option("--auto-approve", metavar="UPN", default=None, help="Approve the sign-in as this account without a browser.")
-@click.option("--once", is_flag=True, help="Exit after the demo message is delivered instead of running on.")
+@click.option(
+    "--auto-approve",
+    metavar="UPN",
+    default=None,
+    help="Approve the sign-in as this account without a browser.",
+)
+@click.option(
+    "--once", is_flag=True, help="Exit after the demo message is delivered instead of running on."
+)
 def demo(profile: str, auto_approve: str | None, once: bool) -> None:
     """Run the simulator and sign in to it like a device, then send a message through it."""
     from mailgate.demo import run_demo
@@ -132,14 +172,15 @@ def _placeholder(name: str, help_text: str) -> None:
         _not_available(name)
 
 
+main.add_command(init_command)
+main.add_command(config_group)
+
 for _name, _help in [
-    ("init", "Create the data directory, settings store and secret key."),
     ("serve", "Run the gateway: SMTP listener, delivery engine and console."),
     ("login", "Sign in to Microsoft with the device code flow."),
     ("logout", "Forget the signed-in account."),
     ("status", "Show the signed-in account, tokens and queue."),
     ("send", "Send one message through the configured provider."),
-    ("config", "Show and change settings."),
     ("queue", "List and manage queued messages."),
     ("device", "Manage local accounts for devices that authenticate to mailgate."),
     ("doctor", "Check DNS, network, TLS, clock, sign-in and SMTP step by step."),

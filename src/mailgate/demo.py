@@ -45,7 +45,9 @@ def _send_demo_message(sim: SimulatorThread, upn: str, sender: str, access_token
     message["To"] = sender
     message["Subject"] = "mailgate demo: hello from your scanner"
     message["Message-ID"] = f"<{uuid.uuid4()}@mailgate.demo>"
-    message.set_content("This message was sent with SMTP AUTH XOAUTH2 after a device code sign-in.\n")
+    message.set_content(
+        "This message was sent with SMTP AUTH XOAUTH2 after a device code sign-in.\n"
+    )
     context = ssl.create_default_context(cafile=str(sim.ca_path))
     with smtplib.SMTP("127.0.0.1", sim.smtp_port, timeout=30) as smtp:
         smtp.starttls(context=context)
@@ -75,8 +77,11 @@ def run_demo(profile: str, auto_approve: str | None, once: bool) -> int:
         click.echo("A device is signing in. To approve it, open")
         click.echo(f"    {flow['verification_uri']}")
         click.echo(f"and enter the code  {flow['user_code']}")
-        click.echo("(your browser will warn about the simulator's own certificate: accept it for this address)")
+        click.echo(
+            "(the browser warns about the simulator's own certificate: accept it for this address)"
+        )
         if auto_approve:
+
             def approve() -> None:
                 time.sleep(0.5)
                 sim.sign_in(flow["user_code"], auto_approve, True)
@@ -84,7 +89,10 @@ def run_demo(profile: str, auto_approve: str | None, once: bool) -> int:
             threading.Thread(target=approve, daemon=True).start()
         result = app.acquire_token_by_device_flow(flow)
         if "access_token" not in result:
-            click.echo(f"Sign-in failed: {result.get('error')}: {result.get('error_description')}", err=True)
+            click.echo(
+                f"Sign-in failed: {result.get('error')}: {result.get('error_description')}",
+                err=True,
+            )
             return 1
         claims = result.get("id_token_claims", {})
         upn = claims.get("preferred_username", "")

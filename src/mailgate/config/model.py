@@ -9,6 +9,7 @@ secrets, only where they are used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
 
@@ -71,6 +72,16 @@ class OutboundConfig:
     username: str | None = None
 
 
+class SenderPolicy(StrEnum):
+    """SPEC.md row 11: what happens to the sender of relayed mail."""
+
+    #: Envelope and From become the sender address; the device's From goes to Reply-To.
+    REWRITE = "rewrite"
+    #: Listed aliases / send-as addresses pass; others are rewritten.
+    ALLOW_LIST = "allow-list"
+    PASS_THROUGH = "pass-through"  # noqa: S105 - not a password
+
+
 @dataclass(frozen=True)
 class Settings:
     outbound: OutboundConfig
@@ -78,6 +89,10 @@ class Settings:
     #: Sender address override (the console's "Device details");
     #: None: the account's primary address.
     sender_address: str | None = None
+    #: How relayed mail's sender is treated (SPEC.md row 11).
+    sender_policy: SenderPolicy = SenderPolicy.REWRITE
+    #: Addresses that pass unchanged under `allow-list` (aliases, send-as addresses).
+    sender_allowed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

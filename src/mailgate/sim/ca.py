@@ -43,7 +43,9 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def create_certificates(directory: Path, names: tuple[str, ...] = ("localhost",)) -> CertificateFiles:
+def create_certificates(
+    directory: Path, names: tuple[str, ...] = ("localhost",)
+) -> CertificateFiles:
     """Make a CA and a server certificate for 127.0.0.1, ::1 and *names* in *directory*.
 
     A fresh CA per simulator run: nothing from one run is trusted by another.
@@ -80,7 +82,9 @@ def create_certificates(directory: Path, names: tuple[str, ...] = ("localhost",)
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 

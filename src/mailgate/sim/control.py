@@ -90,9 +90,14 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
     async def approve(request: Request) -> Response:
         body = await _json_body(request)
         outcome = sign_in(
-            state, str(body.get("user_code", "")), str(body.get("upn", "")), bool(body.get("approve", True))
+            state,
+            str(body.get("user_code", "")),
+            str(body.get("upn", "")),
+            bool(body.get("approve", True)),
         )
-        return JSONResponse({"ok": outcome.ok, "message": outcome.message}, status_code=200 if outcome.ok else 400)
+        return JSONResponse(
+            {"ok": outcome.ok, "message": outcome.message}, status_code=200 if outcome.ok else 400
+        )
 
     async def consent(request: Request) -> Response:
         body = await _json_body(request)
@@ -127,14 +132,18 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
     ]
 
 
+def _local_time(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
 def _render_mailbox(sim: Simulator) -> str:
     state = sim.state
     with state.lock:
         rows = [m.summary() for m in reversed(state.messages)]
     body = "".join(
         "<tr>"
-        f"<td><a href=\"/_sim/messages/{r['id']}\">{r['id']}</a></td>"
-        f"<td>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['received_at'])))}</td>"
+        f'<td><a href="/_sim/messages/{r["id"]}">{r["id"]}</a></td>'
+        f"<td>{html.escape(_local_time(r['received_at']))}</td>"
         f"<td>{html.escape(r['upn'])}</td>"
         f"<td>{html.escape(r['mail_from'])}</td>"
         f"<td>{html.escape(r['from'])}</td>"

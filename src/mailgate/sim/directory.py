@@ -111,7 +111,9 @@ def default_directory(profile: Profile) -> Directory:
                 display_name="John Smith",
                 aliases=[f"jsmith@{d}"],
             ),
-            Mailbox(upn=f"reception@{d}", primary_address=f"reception@{d}", display_name="Reception"),
+            Mailbox(
+                upn=f"reception@{d}", primary_address=f"reception@{d}", display_name="Reception"
+            ),
             Mailbox(
                 upn=f"legacy@{d}",
                 primary_address=f"legacy@{d}",

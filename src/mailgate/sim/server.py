@@ -138,6 +138,12 @@ class Simulator:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http="h11",
+            ws="none",
+            # Clients (MSAL's requests sessions) keep connections open; do not let them
+            # hold up a stop.
+            timeout_keep_alive=2,
+            timeout_graceful_shutdown=2,
         )
         self._uvicorn = uvicorn.Server(config)
         self._uvicorn_task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
@@ -146,11 +152,22 @@ class Simulator:
                 await self._uvicorn_task  # re-raise why it could not start
                 raise RuntimeError("identity platform stopped during start-up")
             await asyncio.sleep(0.01)
-        log.info("simulator up: identity platform %s, SMTP %s:%s", self.idp_url, self.host, self.smtp_port)
+        log.info(
+            "simulator up: identity platform %s, SMTP %s:%s",
+            self.idp_url,
+            self.host,
+            self.smtp_port,
+        )
 
     async def stop(self) -> None:
         if self._uvicorn is not None and self._uvicorn_task is not None:
             self._uvicorn.should_exit = True
+            await self._drop_idle_connections()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._uvicorn_task), 5)
+            except TimeoutError:
+                self._uvicorn.force_exit = True
+                self._uvicorn_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._uvicorn_task
         if self.smtp is not None:
@@ -158,6 +175,20 @@ class Simulator:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    async def _drop_idle_connections(self, grace: float = 0.3) -> None:
+        """Keep-alive connections of clients that never close (requests sessions) would
+        hold the TLS shutdown open long after the simulator stops; cut them after *grace*."""
+        assert self._uvicorn is not None
+        connections = self._uvicorn.server_state.connections
+        deadline = asyncio.get_running_loop().time() + grace
+        # uvicorn offers no event for "connections drained"; poll briefly.
+        while connections and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for connection in list(connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
 
     async def serve_forever(self) -> None:
         assert self._uvicorn_task is not None
@@ -188,7 +219,9 @@ class SimulatorThread:
     def __init__(self, **kwargs: Any) -> None:
         self._kwargs = kwargs
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="mailgate-sim", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="mailgate-sim", daemon=True
+        )
         self.sim: Simulator | None = None
 
     def __enter__(self) -> SimulatorThread:

@@ -243,7 +243,9 @@ class SimState:
         return None
 
     # -- tokens ---------------------------------------------------------------------------
-    def issue_access_token(self, upn: str, client_id: str, scopes: list[str], lifetime: int) -> AccessGrant:
+    def issue_access_token(
+        self, upn: str, client_id: str, scopes: list[str], lifetime: int
+    ) -> AccessGrant:
         grant = AccessGrant(
             token=new_opaque_token("EwBIBMl6BAAU", 1800),
             upn=upn,
@@ -275,12 +277,16 @@ class SimState:
         """Forget refresh and access tokens (of one user, or all): like revoking sessions."""
         with self.lock:
             victims = [
-                t for t, g in self.refresh_tokens.items() if upn is None or g.upn.lower() == upn.lower()
+                t
+                for t, g in self.refresh_tokens.items()
+                if upn is None or g.upn.lower() == upn.lower()
             ]
             for token in victims:
                 del self.refresh_tokens[token]
             access = [
-                t for t, g in self.access_tokens.items() if upn is None or g.upn.lower() == upn.lower()
+                t
+                for t, g in self.access_tokens.items()
+                if upn is None or g.upn.lower() == upn.lower()
             ]
             for token in access:
                 del self.access_tokens[token]

@@ -1,0 +1,1 @@
+"""Settings: provider presets, the settings model and its validation, and the settings store."""

@@ -1,0 +1,432 @@
+"""The identity-platform error catalog: what an AADSTS reply means and what the admin does.
+
+Theory of operation. Microsoft answers a failed device-code poll or refresh with HTTP 400
+and JSON (RFC 6749 section 5.2, RFC 8628 section 3.5)::
+
+    {"error": "invalid_grant", "error_description": "AADSTS70008: ... \\r\\nTrace ID: ...",
+     "error_codes": [70008], "suberror": "bad_token", "trace_id": ..., "correlation_id": ...}
+
+The description texts drift between clouds and over the years, so :func:`classify` looks
+at ``error_codes`` first, then an ``AADSTSnnnn`` in the description, then the ``error``
+string, and only shows the description's first line when nothing matched. The result is a
+:class:`SignInProblem`: a title, what happened in plain words, what to do, and two flags
+the token manager acts on (``retryable``: try again later as is; ``needs_sign_in``: the
+stored sign-in is unusable, a person must sign in again).
+
+Everything here is pure; nothing here ever sees a token.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from mailgate.config.model import OAuthConfig
+
+
+@dataclass(frozen=True)
+class SignInProblem:
+    """One sign-in or refresh failure, explained for an administrator."""
+
+    #: "AADSTS65001" when Microsoft gave a number, else the OAuth error ("authorization_declined")
+    #: or one of ours ("network", "service_unavailable", "not_signed_in", "cancelled").
+    code: str
+    title: str
+    explanation: str
+    what_to_do: str
+    retryable: bool
+    needs_sign_in: bool
+    #: The OAuth `error` field as received ("" when the failure was not an OAuth reply).
+    error: str = ""
+    #: Microsoft's ids, for a support case; never secrets.
+    trace_id: str | None = None
+    correlation_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.title}. {self.explanation} {self.what_to_do}"
+
+
+class IdentityError(Exception):
+    """A failure of sign-in or token refresh; ``problem`` says what to do."""
+
+    def __init__(self, problem: SignInProblem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class SignInError(IdentityError):
+    """The device code sign-in did not complete."""
+
+
+class TokenError(IdentityError):
+    """No valid access token could be had."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    title: str
+    explanation: str
+    #: May use {consent_url}, {client_id}, {tenant}, {login_host}.
+    what_to_do: str
+    retryable: bool = False
+    needs_sign_in: bool = False
+
+
+_SIGN_IN_AGAIN = "Run the sign-in again (`mailgate login` or the console's Sign-in page)."
+_CONSENT_TODO = (
+    "A tenant administrator must grant consent once by opening {consent_url} and "
+    "accepting, then sign in again."
+)
+_CA_TODO = (
+    "In the Entra admin center, under Protection > Conditional Access, find the policy named "
+    "in the sign-in log (Monitoring > Sign-in logs, filter by this application) and exclude "
+    "the signing-in account or this application from it, or allow the device code flow "
+    "(Conditions > Authentication flows > Device code flow). Then sign in again."
+)
+
+# Why each code is here: SPEC.md "How Microsoft behaves" (errors an admin meets, polling,
+# refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
+_BY_CODE: dict[int, _Entry] = {
+    # RFC 8628 section 3.5 polling results, with Microsoft's numbers.
+    70016: _Entry(
+        "Waiting for sign-in",
+        "The code has not been entered and approved yet.",
+        "Open the verification page, enter the code and sign in with the sending account.",
+        retryable=True,
+    ),
+    70018: _Entry(
+        "Invalid device code",
+        "Microsoft did not recognise the device code of this sign-in.",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    70019: _Entry(
+        "The code expired",
+        "Nobody entered and approved the code before it expired (15 minutes).",
+        _SIGN_IN_AGAIN + " Enter the new code promptly.",
+        needs_sign_in=True,
+    ),
+    70020: _Entry(
+        "The code expired",
+        "Nobody entered and approved the code before it expired (15 minutes).",
+        _SIGN_IN_AGAIN + " Enter the new code promptly.",
+        needs_sign_in=True,
+    ),
+    # Refresh token no longer good (RFC 6749 section 5.2 invalid_grant).
+    700082: _Entry(
+        "Sign-in expired from inactivity",
+        "The stored sign-in was not used for 90 days, so Microsoft expired it.",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    50173: _Entry(
+        "Sign-in revoked",
+        "The stored sign-in was revoked, usually because the account's password was changed "
+        "or an administrator revoked its sessions.",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    70008: _Entry(
+        "Sign-in expired or revoked",
+        "The stored refresh token has expired or was revoked.",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    70000: _Entry(
+        "Sign-in no longer valid",
+        "Microsoft refused the stored refresh token (invalid grant).",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    900144: _Entry(
+        "Request without scope",
+        "The token request did not name the scope; Microsoft requires it on every refresh.",
+        "This is a mailgate defect: report it with the trace ID. Signing in again may help.",
+    ),
+    # Consent.
+    65001: _Entry(
+        "Consent required",
+        "The application has not been granted permission to send mail as this account.",
+        _CONSENT_TODO,
+        needs_sign_in=True,
+    ),
+    90094: _Entry(
+        "Administrator consent required",
+        "The tenant allows only administrators to grant applications access.",
+        _CONSENT_TODO,
+    ),
+    90095: _Entry(
+        "Administrator consent required",
+        "The tenant's settings require an administrator to approve this application.",
+        _CONSENT_TODO,
+    ),
+    65004: _Entry(
+        "Consent declined",
+        "The person signing in declined to give the application the permissions it asks for.",
+        "Sign in again and accept the permissions, or have an administrator grant consent at "
+        "{consent_url}.",
+        needs_sign_in=True,
+    ),
+    # Conditional Access and security policy.
+    53003: _Entry(
+        "Blocked by Conditional Access",
+        "A Conditional Access policy blocked this sign-in; many tenants block the device "
+        "code flow this way.",
+        _CA_TODO,
+    ),
+    530032: _Entry(
+        "Blocked by a tenant security policy",
+        "A security policy of the tenant blocked this sign-in.",
+        _CA_TODO,
+    ),
+    530035: _Entry(
+        "Blocked by security defaults",
+        "The tenant's security defaults blocked this sign-in.",
+        "Security defaults cannot exclude a flow. A Global Administrator can turn security "
+        "defaults off (Entra admin center > Overview > Properties > Manage security defaults) "
+        "and use Conditional Access instead, excluding this application or the device code "
+        "flow from the blocking policy. Then sign in again.",
+    ),
+    # App registration.
+    700016: _Entry(
+        "Application not found",
+        "No application with client ID {client_id} exists in the directory that was signed in to.",
+        "Check the client ID (Entra admin center > App registrations > Overview > "
+        "Application (client) ID) and the tenant ({tenant}); a single-tenant app must be "
+        "used with its own tenant ID or domain.",
+    ),
+    7000218: _Entry(
+        "Public client flows not allowed",
+        "The app registration does not allow the device code flow.",
+        'Turn on "Allow public client flows" in the app registration\'s Authentication page '
+        "(Entra admin center > App registrations > the app > Authentication > Advanced "
+        "settings), save, then sign in again.",
+    ),
+    50194: _Entry(
+        "Single-tenant application used with 'common'",
+        "The application is registered for one organisation only, so it cannot sign in "
+        "through the 'common' endpoint.",
+        "Set the tenant to your tenant ID or domain (e.g. contoso.onmicrosoft.com) instead "
+        "of 'common', or make the app registration multi-tenant.",
+    ),
+    70011: _Entry(
+        "Invalid scope",
+        "Microsoft refused the requested scope.",
+        "Check the scope setting: it must contain the SMTP.Send scope of your cloud, e.g. "
+        "https://outlook.office.com/SMTP.Send, and the app registration must list "
+        "SMTP.Send, offline_access, openid and email as delegated permissions.",
+    ),
+    50076: _Entry(
+        "Multi-factor authentication required",
+        "The account must complete multi-factor authentication.",
+        "Sign in again and complete the second factor on the verification page.",
+        needs_sign_in=True,
+    ),
+    50079: _Entry(
+        "Multi-factor authentication registration required",
+        "The account must register for multi-factor authentication first.",
+        "Have the account holder register MFA at https://aka.ms/mfasetup, then sign in again.",
+        needs_sign_in=True,
+    ),
+    50057: _Entry(
+        "Account disabled",
+        "The account that signed in is disabled in the directory.",
+        "Enable the account (Entra admin center > Users) or sign in with another account.",
+        needs_sign_in=True,
+    ),
+    50053: _Entry(
+        "Account locked",
+        "The account is locked after too many failed sign-in attempts.",
+        "Wait for the lockout to end (or have an administrator unlock it), then sign in again.",
+        needs_sign_in=True,
+    ),
+    90002: _Entry(
+        "Tenant not found",
+        "The tenant '{tenant}' does not exist at {login_host}.",
+        "Check the tenant setting (a tenant ID, a domain, 'common' or 'consumers') and that "
+        "the sign-in host belongs to your cloud.",
+    ),
+}
+
+# Fallbacks by OAuth `error` (RFC 6749 section 5.2, RFC 8628 section 3.5).
+_BY_ERROR: dict[str, int | _Entry] = {
+    "authorization_pending": 70016,
+    "slow_down": 70016,
+    "bad_verification_code": 70018,
+    "expired_token": 70019,
+    "authorization_declined": _Entry(
+        "Sign-in declined",
+        "The person at the verification page declined the sign-in.",
+        _SIGN_IN_AGAIN + " Approve it with the account that sends the mail.",
+        needs_sign_in=True,
+    ),
+    "access_denied": _Entry(
+        "Sign-in declined",
+        "The sign-in was declined or denied.",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    "invalid_grant": 70000,
+    "consent_required": 65001,
+    "interaction_required": _Entry(
+        "Interactive sign-in required",
+        "Microsoft needs the account to sign in again interactively.",
+        _SIGN_IN_AGAIN,
+        needs_sign_in=True,
+    ),
+    "invalid_scope": 70011,
+    "unauthorized_client": 700016,
+    "invalid_client": 7000218,
+    "temporarily_unavailable": _Entry(
+        "Microsoft's sign-in service is unavailable",
+        "The identity platform answered that it is temporarily unavailable.",
+        "Nothing to change; mailgate tries again later.",
+        retryable=True,
+    ),
+    "server_error": _Entry(
+        "Microsoft's sign-in service failed",
+        "The identity platform reported an internal error.",
+        "Nothing to change; mailgate tries again later.",
+        retryable=True,
+    ),
+}
+
+_AADSTS = re.compile(r"\bAADSTS(\d{4,})\b")
+# Long base64url-like runs: never echo anything that could be a token or device code.
+_TOKENISH = re.compile(r"[A-Za-z0-9_\-.~+/=]{40,}")
+
+
+def _codes(result: Mapping[str, Any]) -> list[int]:
+    codes: list[int] = []
+    raw = result.get("error_codes")
+    if isinstance(raw, list):
+        for value in raw:
+            try:
+                codes.append(int(value))
+            except (TypeError, ValueError):
+                continue
+    found = _AADSTS.search(str(result.get("error_description") or ""))
+    if found:
+        codes.append(int(found.group(1)))
+    return codes
+
+
+def first_line(description: str) -> str:
+    """The description without Microsoft's "\\r\\nTrace ID: ..." tail, tokens masked."""
+    line = description.strip().splitlines()[0] if description.strip() else ""
+    return _TOKENISH.sub("[...]", line).strip()
+
+
+def _format(text: str, oauth: OAuthConfig | None) -> str:
+    values = {
+        "consent_url": oauth.admin_consent_url if oauth else "the admin-consent link",
+        "client_id": oauth.client_id if oauth else "(the configured client ID)",
+        "tenant": oauth.tenant if oauth else "(the configured tenant)",
+        "login_host": oauth.login_host if oauth else "the sign-in host",
+    }
+    return text.format(**values)
+
+
+def _lookup(codes: list[int], error: str, suberror: str) -> tuple[int | None, _Entry | None]:
+    for code in codes:
+        if code in _BY_CODE:
+            return code, _BY_CODE[code]
+    for key in (suberror, error):
+        found = _BY_ERROR.get(key)
+        if isinstance(found, int):
+            return (codes[0] if codes else found), _BY_CODE[found]
+        if found is not None:
+            return (codes[0] if codes else None), found
+    return (codes[0] if codes else None), None
+
+
+def classify(result: Mapping[str, Any], oauth: OAuthConfig | None = None) -> SignInProblem:
+    """Explain an identity-platform error reply (an MSAL result dict or the HTTP JSON)."""
+    error = str(result.get("error") or "")
+    suberror = str(result.get("suberror") or "")
+    description = str(result.get("error_description") or "")
+    code, entry = _lookup(_codes(result), error, suberror)
+    shown_code = f"AADSTS{code}" if code is not None else (error or "unknown_error")
+    ids = {
+        "trace_id": _str_or_none(result.get("trace_id")),
+        "correlation_id": _str_or_none(result.get("correlation_id")),
+    }
+    if entry is None:
+        said = first_line(description) or error or "no details"
+        return SignInProblem(
+            code=shown_code,
+            title="Sign-in failed",
+            explanation=f"Microsoft answered: {said}",
+            what_to_do="Check the settings and try again; if it persists, look the code up at "
+            "https://login.microsoftonline.com/error and keep the trace ID for a support case.",
+            retryable=False,
+            needs_sign_in=error == "invalid_grant",
+            error=error,
+            **ids,
+        )
+    return SignInProblem(
+        code=shown_code,
+        title=entry.title,
+        explanation=_format(entry.explanation, oauth),
+        what_to_do=_format(entry.what_to_do, oauth),
+        retryable=entry.retryable,
+        needs_sign_in=entry.needs_sign_in,
+        error=error,
+        **ids,
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def network_problem(exc: BaseException, host: str) -> SignInProblem:
+    """The identity platform could not be reached (DNS, TCP, TLS, proxy, timeout)."""
+    kind = type(exc).__name__
+    tls = "SSL" in kind or "certificate" in str(exc).lower()
+    todo = (
+        "The server's certificate was not trusted: if a TLS-inspecting proxy is in the way, "
+        "set the extra CA bundle setting to its CA certificate (PEM)."
+        if tls
+        else "Check DNS, the firewall and the HTTPS proxy setting; mailgate tries again later."
+    )
+    return SignInProblem(
+        code="network",
+        title=f"Cannot reach {host}",
+        explanation=f"The connection to the sign-in host failed ({kind}).",
+        what_to_do=todo,
+        retryable=True,
+        needs_sign_in=False,
+    )
+
+
+def service_unavailable(status: str, host: str) -> SignInProblem:
+    """The identity platform answered with a 5xx or something that was not JSON."""
+    return SignInProblem(
+        code="service_unavailable",
+        title="Microsoft's sign-in service is unavailable",
+        explanation=f"{host} answered {status}.",
+        what_to_do="Nothing to change; mailgate tries again later.",
+        retryable=True,
+        needs_sign_in=False,
+    )
+
+
+def local_problem(code: str, title: str, explanation: str, what_to_do: str) -> SignInProblem:
+    """A failure decided by mailgate itself (not signed in, cancelled, expired locally)."""
+    needs = code in {"not_signed_in", "expired_token"}
+    return SignInProblem(code, title, explanation, what_to_do, retryable=False, needs_sign_in=needs)
+
+
+def not_signed_in() -> SignInProblem:
+    return local_problem(
+        "not_signed_in",
+        "Not signed in",
+        "No account is signed in, or its stored sign-in is missing.",
+        _SIGN_IN_AGAIN,
+    )
