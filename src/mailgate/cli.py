@@ -17,6 +17,8 @@ from pathlib import Path
 import click
 
 from mailgate import __version__
+from mailgate.commands.send import send_command
+from mailgate.commands.signin import login_command, logout_command, status_command
 from mailgate.config.commands import config_group, init_command
 from mailgate.config.paths import CliState
 
@@ -94,6 +96,11 @@ def sim(
         simulator = Simulator(
             profile=profile, host=host, idp_port=idp_port, smtp_port=smtp_port, workdir=workdir
         )
+        # Signals first: whoever reads the printed addresses may stop us at once.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
         await simulator.start()
         info = simulator.info()
         if as_json:
@@ -101,10 +108,6 @@ def sim(
         else:
             _print_sim_info(info)
         sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
         serving = asyncio.ensure_future(simulator.serve_forever())
         await asyncio.wait(
             [serving, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
@@ -174,13 +177,13 @@ def _placeholder(name: str, help_text: str) -> None:
 
 main.add_command(init_command)
 main.add_command(config_group)
+main.add_command(login_command)
+main.add_command(logout_command)
+main.add_command(status_command)
+main.add_command(send_command)
 
 for _name, _help in [
     ("serve", "Run the gateway: SMTP listener, delivery engine and console."),
-    ("login", "Sign in to Microsoft with the device code flow."),
-    ("logout", "Forget the signed-in account."),
-    ("status", "Show the signed-in account, tokens and queue."),
-    ("send", "Send one message through the configured provider."),
     ("queue", "List and manage queued messages."),
     ("device", "Manage local accounts for devices that authenticate to mailgate."),
     ("doctor", "Check DNS, network, TLS, clock, sign-in and SMTP step by step."),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailgate.config.errors import NotInitializedError, SecretKeyError, ValidationError
+from mailgate.config.errors import ConfigError, NotInitializedError, SecretKeyError, ValidationError
 from mailgate.config.model import AccountState
 from mailgate.config.presets import PRESETS
 from mailgate.config.secrets import new_key_text
@@ -224,3 +224,9 @@ def test_several_writers_at_once(sealed_dir: Path) -> None:
     finally:
         for store in stores:
             store.close()
+
+
+def test_damaged_database_says_restore(sealed_dir: Path) -> None:
+    (sealed_dir / "mailgate.db").write_bytes(b"not a database" * 100)
+    with pytest.raises(ConfigError, match="restore it from your backup"):
+        Store.open(sealed_dir)

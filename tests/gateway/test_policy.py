@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailgate.config.model import SenderPolicy
 from mailgate.gateway.policy import (
     PolicyRefused,
-    SenderPolicy,
     header_addresses,
     prepare,
     safe_display_name,

@@ -94,9 +94,15 @@ def load_key(key_file: Path, env: Mapping[str, str] | None = None) -> SecretKey 
     env = os.environ if env is None else env
     if env.get(ENV_SECRET_KEY):
         return decode_key(env[ENV_SECRET_KEY], ENV_SECRET_KEY)
-    if key_file.exists():
+    try:
         return read_key_file(key_file)
-    return None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise SecretKeyError(
+            f"Cannot read the secret key file {key_file}: {error.strerror}. Run mailgate as the "
+            "user that owns the data directory."
+        ) from None
 
 
 def _derive(raw: bytes, purpose: bytes) -> bytes:

@@ -41,9 +41,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DatabaseError
 
 from mailgate.config import rules
-from mailgate.config.errors import NotInitializedError, SecretKeyError, ValidationError
+from mailgate.config.errors import (
+    ConfigError,
+    NotInitializedError,
+    SecretKeyError,
+    ValidationError,
+)
 from mailgate.config.keys import KEYS, SettingValue, defaults, get_key
 from mailgate.config.model import AccountState, Settings
 from mailgate.config.paths import db_path, key_path
@@ -162,6 +168,15 @@ class Store:
         self.created = False
 
     @property
+    def engine(self) -> Engine:
+        """The database engine, for stores that share this database (e.g. the queue).
+
+        On SQLite, a connection with execution option `mailgate_write=True` begins with
+        BEGIN IMMEDIATE (see `_sqlite_engine`).
+        """
+        return self._engine
+
+    @property
     def key_origin(self) -> str:
         """Where the secret key came from: the key file's path or MAILGATE_SECRET_KEY."""
         return self._box.origin
@@ -185,6 +200,12 @@ class Store:
         engine = _sqlite_engine(db)
         try:
             box = _verified_box(engine, data_dir, key)
+        except DatabaseError as error:
+            engine.dispose()
+            raise ConfigError(
+                f"Cannot read the database {db}: {error.orig}. If the file is damaged, restore "
+                "it from your backup (together with its key)."
+            ) from None
         except BaseException:
             engine.dispose()
             raise

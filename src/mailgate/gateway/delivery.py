@@ -26,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from mailgate.config.model import SenderPolicy
 from mailgate.gateway import bounce
 from mailgate.gateway.decisions import Decision, Fate, decide
 from mailgate.gateway.pacing import Limits, SendPacer, split_recipients
-from mailgate.gateway.policy import PolicyRefused, Prepared, SenderPolicy, prepare
+from mailgate.gateway.policy import PolicyRefused, Prepared, prepare
 from mailgate.gateway.queue import Claimed, QueueStore, State
 from mailgate.gateway.retry import DEFAULT_MAX_LIFETIME
 from mailgate.identity.errors import IdentityError

@@ -15,6 +15,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Column, Engine, Float, MetaData, String, Table, Text, delete, insert, select
 
+from mailgate.dbutil import write_transaction
+
 metadata = MetaData()
 
 device_accounts = Table(
@@ -51,7 +53,7 @@ class DeviceAccounts:
             )
         if len(password) < 8:
             raise ValueError("use a password of at least 8 characters for a device account")
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             if conn.execute(
                 select(device_accounts.c.username).where(device_accounts.c.username == username)
             ).first():
@@ -68,7 +70,7 @@ class DeviceAccounts:
             )
 
     def remove(self, username: str) -> bool:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             result = conn.execute(
                 delete(device_accounts).where(device_accounts.c.username == username)
             )

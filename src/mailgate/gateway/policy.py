@@ -18,15 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.utils import formataddr, getaddresses
-from enum import StrEnum
 
+from mailgate.config.model import SenderPolicy
 from mailgate.gateway.headers import decoded, field_name, field_value, split_fields
-
-
-class SenderPolicy(StrEnum):
-    REWRITE = "rewrite"
-    ALLOW_LIST = "allow-list"
-    PASS_THROUGH = "pass-through"  # noqa: S105 (a policy name, not a password)
 
 
 class PolicyRefused(Exception):

@@ -50,6 +50,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from mailgate.dbutil import write_transaction
+
 
 class State(StrEnum):
     QUEUED = "queued"
@@ -218,7 +220,7 @@ class QueueStore:
         """Store a message in one transaction; when this returns, it is on disk."""
         if not rcpt_tos:
             raise ValueError("a message needs at least one recipient")
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             message_id = conn.execute(
                 insert(messages)
                 .values(
@@ -261,7 +263,7 @@ class QueueStore:
 
     def claim(self, now: float, owner: str, lease: float, limit: int = 1) -> list[Claimed]:
         """Lease up to *limit* due messages to *owner* until now + *lease*."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             due = (
                 select(messages.c.id)
                 .where(
@@ -315,7 +317,7 @@ class QueueStore:
         self, message_id: int, done: Iterable[tuple[str, str, str]], now: float
     ) -> None:
         """Record final outcomes: (address, "sent" | "failed", reply) for each recipient."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             for address, outcome, reply in done:
                 conn.execute(
                     update(recipients)
@@ -330,7 +332,7 @@ class QueueStore:
     def finish(self, message_id: int, now: float, reply: str | None, note: str) -> State:
         """After a submission: queued again while recipients are pending (due now), else
         sent when any recipient got it, else failed."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             counts: dict[str, int] = dict(
                 conn.execute(
                     select(recipients.c.state, func.count())
@@ -371,7 +373,7 @@ class QueueStore:
         count_attempt: bool = True,
     ) -> None:
         """Back to waiting until *next_at*; pacing waits do not count as failed attempts."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)
@@ -391,7 +393,7 @@ class QueueStore:
     ) -> None:
         """Return a leased message unchanged (shutdown), or hold it (sign-in needed)."""
         state = State.HELD if hold_reason else State.QUEUED
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 update(messages)
                 .where(messages.c.id == message_id)
@@ -403,7 +405,7 @@ class QueueStore:
 
     def recover(self, now: float) -> int:
         """Messages whose lease ran out (their gateway died) become queued again."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             ids = (
                 conn.execute(
                     update(messages)
@@ -428,7 +430,7 @@ class QueueStore:
 
     def release_owner(self, owner: str, now: float) -> int:
         """At start-up: leases held by this gateway's previous life are void at once."""
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             ids = (
                 conn.execute(
                     update(messages)
@@ -483,7 +485,7 @@ class QueueStore:
         return self._transition(where, now, values, "retry requested")
 
     def delete(self, message_id: int) -> bool:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             found = conn.execute(
                 select(messages.c.state).where(messages.c.id == message_id)
             ).scalar()
@@ -496,7 +498,7 @@ class QueueStore:
             return True
 
     def _transition(self, where: Any, now: float, values: dict[str, Any], note: str) -> int:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             ids = (
                 conn.execute(
                     update(messages).where(where).values(**values).returning(messages.c.id)
@@ -594,7 +596,7 @@ class QueueStore:
     def add_event(
         self, now: float, level: str, kind: str, text: str, message_id: int | None = None
     ) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 insert(events).values(
                     at=now, level=level, kind=kind, text=text, message_id=message_id
@@ -607,7 +609,7 @@ class QueueStore:
         return [Event(r.id, r.at, r.level, r.kind, r.text, r.message_id) for r in rows]
 
     def note(self, message_id: int, now: float, text: str) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             _note(conn, message_id, now, text)
 
 

@@ -31,7 +31,6 @@ from mailgate.trust import CaBundleError, read_extra_ca
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 30.0)
 
 
-
 class TimeoutSession(requests.Session):
     """A Session with a default timeout: MSAL passes none, and a hung proxy must not hang us."""
 

@@ -1,0 +1,1 @@
+"""Bodies of the CLI commands; `mailgate.cli` only registers them."""

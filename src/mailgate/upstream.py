@@ -1,0 +1,74 @@
+"""An authenticated upstream SMTP session, the way every sender in mailgate opens one:
+`mailgate send`, `mailgate doctor` and the gateway's delivery workers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from mailgate.config.model import Settings
+from mailgate.config.store import Store
+from mailgate.identity.tokens import TokenManager
+from mailgate.submission.client import (
+    Credentials,
+    PasswordCredentials,
+    SubmissionClient,
+    XOAuth2Credentials,
+)
+from mailgate.submission.errors import SubmissionError
+from mailgate.submission.replies import ReplyKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Upstream:
+    """What a sender needs: settings, the store (for the SMTP password) and the tokens."""
+
+    store: Store
+    settings: Settings
+    tokens: TokenManager | None
+    primary_address: str | None = None
+
+    async def credentials(self) -> Credentials | None:
+        if self.tokens is not None:
+            token = await self.tokens.access_token()
+            return XOAuth2Credentials(token.upn, token.token)
+        username = self.settings.outbound.username
+        if not username:
+            return None
+        return PasswordCredentials(username, self.store.secret("smtp.password") or "")
+
+    async def open(self) -> SubmissionClient:
+        """Connect, secure and authenticate. Raises SubmissionError or IdentityError."""
+        client = SubmissionClient(primary_address=self.primary_address)
+        try:
+            await client.connect(self.settings.outbound, self.settings.trust)
+            credentials = await self.credentials()
+            if credentials is not None:
+                await self._authenticate(client, credentials)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.close()
+            raise
+        return client
+
+    async def _authenticate(self, client: SubmissionClient, credentials: Credentials) -> None:
+        try:
+            await client.authenticate(credentials)
+        except SubmissionError as error:
+            # 535 5.7.3 with a token we thought valid: it may have been revoked or rotated
+            # elsewhere. One refresh and one more try; a second refusal is final.
+            retry = (
+                self.tokens is not None
+                and isinstance(credentials, XOAuth2Credentials)
+                and error.kind is ReplyKind.AUTH
+                and error.reply is not None
+                and error.reply.enhanced == "5.7.3"
+            )
+            if not retry or self.tokens is None:
+                raise
+            log.info("Exchange refused the access token; refreshing it once")
+            token = await self.tokens.refresh()
+            await client.authenticate(XOAuth2Credentials(token.upn, token.token))
