@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from mailgate import __version__
+from mailgate.commands.gateway import device_group, queue_group, serve_command
 from mailgate.commands.send import send_command
 from mailgate.commands.signin import login_command, logout_command, status_command
 from mailgate.config.commands import config_group, init_command
@@ -181,11 +182,11 @@ main.add_command(login_command)
 main.add_command(logout_command)
 main.add_command(status_command)
 main.add_command(send_command)
+main.add_command(serve_command)
+main.add_command(queue_group)
+main.add_command(device_group)
 
 for _name, _help in [
-    ("serve", "Run the gateway: SMTP listener, delivery engine and console."),
-    ("queue", "List and manage queued messages."),
-    ("device", "Manage local accounts for devices that authenticate to mailgate."),
     ("doctor", "Check DNS, network, TLS, clock, sign-in and SMTP step by step."),
 ]:
     _placeholder(_name, _help + " (Not available yet.)")

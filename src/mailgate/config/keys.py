@@ -17,7 +17,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from mailgate.config.errors import ValidationError
-from mailgate.config.model import Endpoint, SenderPolicy
+from mailgate.config.model import (
+    DEFAULT_ALLOWED_NETWORKS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Endpoint,
+    SenderPolicy,
+)
 from mailgate.config.presets import PRESETS, Preset, Security
 
 #: A stored setting value: JSON text or a JSON list of text.
@@ -242,6 +247,73 @@ def _any_text(text: str) -> str:
     return text
 
 
+def _int_range(low: int, high: int) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        try:
+            number = int(text.strip())
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise ValidationError(f"{text!r} is not a whole number from {low} to {high}.")
+        return str(number)
+
+    return check
+
+
+def validate_size(text: str) -> str:
+    """Bytes, or with a unit: 35M, 35MB, 512K; stored as bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[bB]?\s*", text)
+    if match is None:
+        raise ValidationError(f"{text!r} is not a size; write e.g. 35M or 36700160.")
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+    size = int(match.group(1)) * factor
+    if not 1024 <= size <= 1024**3:
+        raise ValidationError(f"{text!r}: choose a size from 1K to 1G.")
+    return str(size)
+
+
+def validate_duration(text: str) -> str:
+    """Seconds, or with a unit: 90m, 12h, 5d; stored as seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text.lower())
+    if match is None:
+        raise ValidationError(f"{text!r} is not a duration; write e.g. 5d, 12h or 90m.")
+    seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+    if not 3600 <= seconds <= 30 * 86400:
+        raise ValidationError(f"{text!r}: choose from 1h to 30d.")
+    return str(seconds)
+
+
+def validate_network(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise ValidationError(
+            f"{text!r} is not a network; write it like 192.168.1.0/24 or 10.0.0.7."
+        ) from None
+
+
+def validate_bind(text: str) -> str:
+    value = text.strip()
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        if valid_hostname(value):
+            return value
+        raise ValidationError(
+            f"{text!r} is not an address to listen on; use 0.0.0.0 (all), :: or one address."
+        ) from None
+
+
+def validate_file(text: str) -> str:
+    path = Path(text.strip()).expanduser().absolute()
+    if not path.is_file():
+        raise ValidationError(f"{path} is not a readable file; give the path of a PEM file.")
+    return str(path)
+
+
+_YES_NO = ("yes", "no")
+
+
 # --- the registry -------------------------------------------------------------------------
 
 
@@ -337,6 +409,89 @@ KEYS: dict[str, SettingKey] = {
             validate_email,
             [],
             is_list=True,
+        ),
+        SettingKey(
+            "listener.bind",
+            "Address the SMTP listener binds (0.0.0.0: all IPv4).",
+            validate_bind,
+            "0.0.0.0",  # noqa: S104 - office devices must reach the listener
+        ),
+        SettingKey(
+            "listener.port", "SMTP listener port (STARTTLS offered).", _int_range(1, 65535), "2525"
+        ),
+        SettingKey(
+            "listener.tls_port",
+            "Implicit TLS (SMTPS) port, e.g. 465; empty: off.",
+            _int_range(1, 65535),
+        ),
+        SettingKey(
+            "listener.networks",
+            "Client networks allowed to send (CIDR, comma-separated); others get 554 5.7.1.",
+            validate_network,
+            list(DEFAULT_ALLOWED_NETWORKS),
+            is_list=True,
+        ),
+        SettingKey(
+            "listener.tls_cert",
+            "Certificate (PEM) for the listener's TLS; empty: a generated self-signed one.",
+            validate_file,
+        ),
+        SettingKey("listener.tls_key", "Private key (PEM) of listener.tls_cert.", validate_file),
+        SettingKey(
+            "listener.auth_required",
+            "Devices must authenticate with a device account (mailgate device add): yes or no.",
+            _choice(_YES_NO),
+            "no",
+            choices=_YES_NO,
+        ),
+        SettingKey(
+            "listener.auth_plaintext",
+            "Offer AUTH without TLS, for old printers: yes or no.",
+            _choice(_YES_NO),
+            "no",
+            choices=_YES_NO,
+        ),
+        SettingKey(
+            "listener.max_message_size",
+            "Largest message accepted (advertised with SIZE), e.g. 35M.",
+            validate_size,
+            str(DEFAULT_MAX_MESSAGE_SIZE),
+        ),
+        SettingKey(
+            "listener.max_recipients",
+            "Recipients accepted per message.",
+            _int_range(1, 100_000),
+            "1000",
+        ),
+        SettingKey(
+            "listener.max_connections",
+            "Simultaneous device connections.",
+            _int_range(1, 10_000),
+            "100",
+        ),
+        SettingKey(
+            "delivery.connections",
+            "Upstream connections at once (Exchange allows 3 per mailbox).",
+            _int_range(1, 20),
+            "3",
+        ),
+        SettingKey(
+            "delivery.messages_per_minute",
+            "Messages per minute upstream (Exchange: 30 per mailbox).",
+            _int_range(1, 10_000),
+            "30",
+        ),
+        SettingKey(
+            "delivery.recipients_per_day",
+            "Recipients per rolling 24 hours (Exchange: 10,000 per mailbox).",
+            _int_range(1, 10_000_000),
+            "10000",
+        ),
+        SettingKey(
+            "delivery.max_queue_lifetime",
+            "How long to keep retrying before a bounce, e.g. 5d.",
+            validate_duration,
+            str(5 * 86400),
         ),
         SettingKey(
             "network.https_proxy",

@@ -8,7 +8,7 @@ secrets, only where they are used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from urllib.parse import quote
@@ -82,6 +82,52 @@ class SenderPolicy(StrEnum):
     PASS_THROUGH = "pass-through"  # noqa: S105 - not a password
 
 
+#: Loopback, RFC 1918 private ranges, link-local, and IPv6 unique-local/link-local: where
+#: office devices live. Anything else must be allowed explicitly (no open relay).
+DEFAULT_ALLOWED_NETWORKS: tuple[str, ...] = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "::1/128",
+    "fc00::/7",
+    "fe80::/10",
+)
+#: Exchange Online's default MaxSendSize.
+DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    """The SMTP listener devices send to (`listener.*` settings)."""
+
+    bind: str = "0.0.0.0"  # noqa: S104 - devices on the office network must reach it
+    port: int = 2525
+    #: Implicit TLS (SMTPS) port; None: off.
+    tls_port: int | None = None
+    networks: tuple[str, ...] = DEFAULT_ALLOWED_NETWORKS
+    #: Certificate and key for STARTTLS / implicit TLS; None: a generated self-signed pair.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    auth_required: bool = False
+    #: Offer AUTH before STARTTLS (old printers cannot do TLS).
+    auth_plaintext: bool = False
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    max_recipients: int = 1000
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """Pacing and retries toward the provider (`delivery.*`); defaults are Exchange's limits."""
+
+    connections: int = 3
+    messages_per_minute: int = 30
+    recipients_per_day: int = 10_000
+    max_queue_lifetime: float = 5 * 86_400.0
+
+
 @dataclass(frozen=True)
 class Settings:
     outbound: OutboundConfig
@@ -93,6 +139,8 @@ class Settings:
     sender_policy: SenderPolicy = SenderPolicy.REWRITE
     #: Addresses that pass unchanged under `allow-list` (aliases, send-as addresses).
     sender_allowed: tuple[str, ...] = ()
+    listener: ListenerConfig = field(default_factory=ListenerConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
 
 
 @dataclass(frozen=True)

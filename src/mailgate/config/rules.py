@@ -29,6 +29,8 @@ from mailgate.config.keys import (
     validate_tenant,
 )
 from mailgate.config.model import (
+    DeliveryConfig,
+    ListenerConfig,
     OAuthConfig,
     OutboundConfig,
     SenderPolicy,
@@ -177,6 +179,45 @@ def build_settings(values: Values, env: Mapping[str, str]) -> Settings:
         sender_address=str(values.get("sender.address", "")) or None,
         sender_policy=SenderPolicy(str(values.get("sender.policy") or SenderPolicy.REWRITE)),
         sender_allowed=tuple(allowed) if isinstance(allowed, list) else (),
+        listener=_listener(values),
+        delivery=_delivery(values),
+    )
+
+
+def _number(values: Values, key: str) -> int | None:
+    text = values.get(key, "")
+    return int(text) if isinstance(text, str) and text.strip() else None
+
+
+def _listener(values: Values) -> ListenerConfig:
+    base = ListenerConfig()
+    networks = values.get("listener.networks")
+    cert, key = values.get("listener.tls_cert", ""), values.get("listener.tls_key", "")
+    return ListenerConfig(
+        bind=str(values.get("listener.bind") or base.bind),
+        port=_number(values, "listener.port") or base.port,
+        tls_port=_number(values, "listener.tls_port"),
+        networks=tuple(networks) if isinstance(networks, list) else base.networks,
+        tls_cert=Path(cert) if isinstance(cert, str) and cert else None,
+        tls_key=Path(key) if isinstance(key, str) and key else None,
+        auth_required=values.get("listener.auth_required") == "yes",
+        auth_plaintext=values.get("listener.auth_plaintext") == "yes",
+        max_message_size=_number(values, "listener.max_message_size") or base.max_message_size,
+        max_recipients=_number(values, "listener.max_recipients") or base.max_recipients,
+        max_connections=_number(values, "listener.max_connections") or base.max_connections,
+    )
+
+
+def _delivery(values: Values) -> DeliveryConfig:
+    base = DeliveryConfig()
+    lifetime = _number(values, "delivery.max_queue_lifetime")
+    return DeliveryConfig(
+        connections=_number(values, "delivery.connections") or base.connections,
+        messages_per_minute=_number(values, "delivery.messages_per_minute")
+        or base.messages_per_minute,
+        recipients_per_day=_number(values, "delivery.recipients_per_day")
+        or base.recipients_per_day,
+        max_queue_lifetime=float(lifetime) if lifetime else base.max_queue_lifetime,
     )
 
 

@@ -9,21 +9,7 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-#: Loopback, RFC 1918 private ranges, link-local, and IPv6 unique-local/link-local: where
-#: office devices live. Anything else must be allowed explicitly (no open relay).
-DEFAULT_ALLOWED_NETWORKS: tuple[str, ...] = (
-    "127.0.0.0/8",
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "169.254.0.0/16",
-    "::1/128",
-    "fc00::/7",
-    "fe80::/10",
-)
-
-#: Exchange Online's default MaxSendSize.
-DEFAULT_MAX_MESSAGE_SIZE = 35 * 1024 * 1024
+from mailgate.config.model import DEFAULT_ALLOWED_NETWORKS, DEFAULT_MAX_MESSAGE_SIZE
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,277 @@
+"""`mailgate serve`, `mailgate queue ...` and `mailgate device ...`."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from mailgate.commands.common import (
+    EXIT_FAILED,
+    duration,
+    emit_json,
+    fail,
+    store_and_settings,
+    when,
+)
+from mailgate.config.commands import open_store, reports_errors
+from mailgate.config.keys import parse_endpoint
+from mailgate.gateway.devices import DeviceAccounts
+from mailgate.gateway.queue import MessageInfo, QueueStore, State
+
+
+@click.command("serve")
+@click.option(
+    "--listen",
+    metavar="[HOST:]PORT",
+    default=None,
+    help="Listen here instead of listener.bind / listener.port (e.g. 127.0.0.1:2525).",
+)
+@click.pass_context
+@reports_errors
+def serve_command(ctx: click.Context, listen: str | None) -> None:
+    """Run the gateway: accept mail from devices and deliver it through the provider."""
+    import logging
+
+    from mailgate.service import ListenOverride, serve
+
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    override = ListenOverride()
+    if listen:
+        if listen.isdigit():
+            override.port = int(listen)
+        else:
+            endpoint = parse_endpoint(listen, 2525)
+            override.host, override.port = endpoint.host, endpoint.port
+    store, settings = store_and_settings(ctx)
+    with store:
+        try:
+            asyncio.run(serve(store, settings, override))
+        except OSError as error:
+            fail(
+                f"cannot listen: {error.strerror or error}. Is another mailgate or mail "
+                "server using the port? Choose another with --listen or "
+                "`mailgate config set listener.port N`."
+            )
+
+
+@contextmanager
+def _queue(ctx: click.Context) -> Iterator[QueueStore]:
+    store = open_store(ctx)
+    with store:
+        yield QueueStore(store.engine)
+
+
+def _line(info: MessageInfo, now: float) -> str:
+    rcpts = ", ".join(r.address for r in info.recipients[:3])
+    if len(info.recipients) > 3:
+        rcpts += f" (+{len(info.recipients) - 3})"
+    age = duration(now - info.received_at)
+    return (
+        f"{info.id:>6}  {info.state.value:<8}  {age:>9}  {info.envelope_from or '<>'} -> {rcpts}"
+        + (f"  [{info.subject}]" if info.subject else "")
+    )
+
+
+@click.group("queue")
+def queue_group() -> None:
+    """List and manage queued messages."""
+
+
+@queue_group.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in State]),
+    help="Only messages in this state (repeatable).",
+)
+@click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@reports_errors
+def queue_list(ctx: click.Context, states: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """List messages, newest first."""
+    with _queue(ctx) as queue:
+        infos = queue.messages([State(s) for s in states] or None, limit=limit)
+    if as_json:
+        click.echo(json.dumps([i.to_json() for i in infos], indent=2))
+        return
+    if not infos:
+        click.echo("The queue is empty." if not states else "No messages in that state.")
+        return
+    now = time.time()
+    click.echo(f"{'id':>6}  {'state':<8}  {'age':>9}  sender -> recipients")
+    for info in infos:
+        click.echo(_line(info, now))
+
+
+@queue_group.command("show")
+@click.argument("message_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@reports_errors
+def queue_show(ctx: click.Context, message_id: int, as_json: bool) -> None:
+    """Show one message, its recipients and its history."""
+    with _queue(ctx) as queue:
+        info = queue.get(message_id)
+        if info is None:
+            fail(f"there is no message {message_id}; `mailgate queue list` shows the queue.")
+        history = queue.history(message_id)
+    if as_json:
+        emit_json({**info.to_json(), "history": [{"at": at, "text": t} for at, t in history]})
+        return
+    click.echo(f"Message {info.id}: {info.state.value}")
+    click.echo(f"  from      {info.envelope_from or '<>'}  (client {info.client or '?'})")
+    click.echo(f"  subject   {info.subject}")
+    click.echo(f"  received  {when(info.received_at)}, {info.size} bytes")
+    click.echo(f"  attempts  {info.attempts}")
+    if info.state in (State.QUEUED, State.DEFERRED):
+        click.echo(f"  next try  {when(info.next_attempt_at)}")
+    if info.held_reason:
+        click.echo(f"  held      {info.held_reason}")
+    if info.last_reply:
+        click.echo(f"  last reply {info.last_reply}")
+    click.echo("  recipients:")
+    for rcpt in info.recipients:
+        click.echo(f"    {rcpt.address}  {rcpt.state}" + (f"  {rcpt.reply}" if rcpt.reply else ""))
+    click.echo("  history:")
+    for at, text in history:
+        click.echo(f"    {when(at)}  {text}")
+
+
+def _act(ctx: click.Context, what: str, message_id: int | None, all_: bool) -> None:
+    if message_id is None and not all_:
+        raise click.UsageError(f"give a message id, or --all to {what} every message")
+    now = time.time()
+    with _queue(ctx) as queue:
+        if what == "retry":
+            count = queue.retry(message_id, now)
+        elif what == "hold":
+            count = queue.hold(message_id, now, "held by the administrator")
+        else:
+            count = queue.release(message_id, now, "released by the administrator")
+    noun = "message" if count == 1 else "messages"
+    click.echo(f"{what.capitalize()}: {count} {noun}.")
+    if count == 0 and message_id is not None:
+        sys.exit(EXIT_FAILED)
+
+
+@queue_group.command("retry")
+@click.argument("message_id", type=int, required=False)
+@click.option("--all", "all_", is_flag=True, help="Every deferred and held message.")
+@click.pass_context
+@reports_errors
+def queue_retry(ctx: click.Context, message_id: int | None, all_: bool) -> None:
+    """Try a deferred or held message now (a running gateway picks it up)."""
+    _act(ctx, "retry", message_id, all_)
+
+
+@queue_group.command("hold")
+@click.argument("message_id", type=int, required=False)
+@click.option("--all", "all_", is_flag=True, help="Every queued and deferred message.")
+@click.pass_context
+@reports_errors
+def queue_hold(ctx: click.Context, message_id: int | None, all_: bool) -> None:
+    """Keep a message from being delivered until released."""
+    _act(ctx, "hold", message_id, all_)
+
+
+@queue_group.command("release")
+@click.argument("message_id", type=int, required=False)
+@click.option("--all", "all_", is_flag=True, help="Every held message.")
+@click.pass_context
+@reports_errors
+def queue_release(ctx: click.Context, message_id: int | None, all_: bool) -> None:
+    """Let a held message be delivered."""
+    _act(ctx, "release", message_id, all_)
+
+
+@queue_group.command("delete")
+@click.argument("message_id", type=int)
+@click.pass_context
+@reports_errors
+def queue_delete(ctx: click.Context, message_id: int) -> None:
+    """Delete a message for good (it is not delivered and not bounced)."""
+    with _queue(ctx) as queue:
+        if not queue.delete(message_id):
+            fail(
+                f"message {message_id} does not exist or is being sent right now; "
+                "hold it first, or try again in a moment."
+            )
+    click.echo(f"Deleted message {message_id}.")
+
+
+@click.group("device")
+def device_group() -> None:
+    """Local accounts for devices that authenticate to mailgate (AUTH PLAIN/LOGIN)."""
+
+
+@device_group.command("add")
+@click.argument("username")
+@click.option("--note", default="", help="What the account is for, e.g. the printer's location.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
+)
+@click.pass_context
+@reports_errors
+def device_add(ctx: click.Context, username: str, note: str, password_stdin: bool) -> None:
+    """Create a device account; the password is asked for (never on the command line)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {username}: ")
+        if getpass.getpass("Again: ") != password:
+            fail("the two passwords differ; nothing was changed.")
+    store, settings = store_and_settings(ctx)
+    with store:
+        try:
+            DeviceAccounts(store.engine).add(username, password, time.time(), note)
+        except ValueError as error:
+            fail(str(error), 2)
+        auth = settings.listener.auth_required
+    click.echo(f"Added device account {username}.")
+    if not auth:
+        click.echo(
+            "Devices may still send without it: require it with "
+            "`mailgate config set listener.auth_required yes`."
+        )
+
+
+@device_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+@reports_errors
+def device_list(ctx: click.Context, as_json: bool) -> None:
+    """List device accounts (never their passwords)."""
+    store = open_store(ctx)
+    with store:
+        accounts = DeviceAccounts(store.engine).list()
+    if as_json:
+        click.echo(json.dumps([vars(a) for a in accounts], indent=2))
+        return
+    if not accounts:
+        click.echo("No device accounts. Add one with `mailgate device add NAME`.")
+    for account in accounts:
+        click.echo(f"{account.username:<30} added {when(account.created_at)}  {account.note}")
+
+
+@device_group.command("remove")
+@click.argument("username")
+@click.pass_context
+@reports_errors
+def device_remove(ctx: click.Context, username: str) -> None:
+    """Delete a device account."""
+    store = open_store(ctx)
+    with store:
+        removed = DeviceAccounts(store.engine).remove(username)
+    if not removed:
+        fail(f"there is no device account {username!r}; `mailgate device list` shows them.")
+    click.echo(f"Removed device account {username}.")

@@ -1,0 +1,200 @@
+"""`mailgate serve`: the SMTP listener and the delivery engine in one event loop.
+
+Theory of operation: the listener stores each message through the queue (one writer
+thread) and wakes the engine; the engine delivers through the provider as the signed-in
+mailbox. Sign-ins happen in other processes (`mailgate login`, later the console); the
+engine notices a new sign-in through the account's `signed_in_at` and resumes held mail.
+On SIGTERM/SIGINT the listener stops accepting, deliveries in flight get a grace period
+and whatever is left goes back to the queue; the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+from mailgate.account import sender_address, token_manager
+from mailgate.certs import ensure_self_signed
+from mailgate.config.model import Settings
+from mailgate.config.store import Store
+from mailgate.gateway.delivery import (
+    DbRunner,
+    DeliveryEngine,
+    DeliverySettings,
+    SenderIdentity,
+)
+from mailgate.gateway.devices import DeviceAccounts
+from mailgate.gateway.inbound import InboundPolicy
+from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
+from mailgate.gateway.pacing import Limits
+from mailgate.gateway.queue import QueueStore
+from mailgate.identity.tokens import TokenManager
+from mailgate.submission.client import SubmissionClient
+from mailgate.upstream import Upstream as UpstreamSession
+
+log = logging.getLogger(__name__)
+
+#: How often to let the token manager keep the refresh token alive (it decides if due).
+KEEPALIVE_CHECK = 3600.0
+
+
+@dataclass
+class ListenOverride:
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass
+class Gateway:
+    store: Store
+    settings: Settings
+    override: ListenOverride = field(default_factory=ListenOverride)
+    queue: QueueStore = field(init=False)
+    devices: DeviceAccounts = field(init=False)
+    db: DbRunner = field(init=False)
+    tokens: TokenManager | None = field(init=False, default=None)
+    listener: Listener = field(init=False)
+    engine: DeliveryEngine = field(init=False)
+    _generation: float | None = field(init=False, default=None)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.queue = QueueStore(self.store.engine)
+        self.devices = DeviceAccounts(self.store.engine)
+        self.db = DbRunner()
+        if self.settings.outbound.oauth is not None:
+            self.tokens = token_manager(self.store, self.settings)
+        self.listener = self._make_listener()
+        self.engine = DeliveryEngine(
+            self.queue, self.db, self._open_upstream, self._identity, self._delivery_settings()
+        )
+
+    # -- wiring ---------------------------------------------------------------------------
+    def _tls_context(self) -> ssl.SSLContext:
+        cfg = self.settings.listener
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            cert, key = cfg.tls_cert, cfg.tls_key
+        else:
+            cert, key = ensure_self_signed(self.store.data_dir / "tls", "smtp-listener")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return context
+
+    def _make_listener(self) -> Listener:
+        cfg = self.settings.listener
+        policy = InboundPolicy(
+            allowed_networks=cfg.networks,
+            max_message_size=cfg.max_message_size,
+            max_recipients=cfg.max_recipients,
+            max_connections=cfg.max_connections,
+            auth_required=cfg.auth_required,
+            auth_allow_plaintext=cfg.auth_plaintext,
+        )
+        handler = GatewayHandler(policy, self._store_message, self._verify_device)
+        host = self.override.host or cfg.bind
+        port = cfg.port if self.override.port is None else self.override.port
+        specs = [ListenSpec(host, port)]
+        if cfg.tls_port is not None:
+            specs.append(ListenSpec(host, cfg.tls_port, implicit_tls=True))
+        return Listener(handler, specs, self._tls_context(), socket.getfqdn())
+
+    def _delivery_settings(self) -> DeliverySettings:
+        cfg = self.settings.delivery
+        return DeliverySettings(
+            max_connections=cfg.connections,
+            limits=Limits(cfg.messages_per_minute, cfg.recipients_per_day),
+            max_lifetime=cfg.max_queue_lifetime,
+            policy=self.settings.sender_policy,
+            remote_host=self.settings.outbound.server.host,
+        )
+
+    async def _store_message(
+        self,
+        sender: str,
+        rcpts: list[str],
+        data: bytes,
+        client: str,
+        helo: str,
+        user: str | None,
+        subject: str,
+    ) -> int:
+        now = self.engine.clock()
+        message_id = await self.db(
+            self.queue.accept, sender, rcpts, data, now, client, helo, user, subject
+        )
+        self.engine.wake()
+        return message_id
+
+    async def _verify_device(self, username: str, password: str) -> bool:
+        # argon2 is deliberately slow: off the event loop, but not on the writer thread.
+        return await asyncio.to_thread(self.devices.verify, username, password)
+
+    async def _identity(self) -> SenderIdentity | None:
+        account = await self.db(self.store.account)
+        if self.tokens is not None and account is None:
+            return None
+        generation = account.signed_in_at if account is not None else 0.0
+        if self.tokens is not None and generation != self._generation:
+            # A new sign-in in another process replaced the account: drop our token.
+            self.tokens.invalidate()
+            self._generation = generation
+        address = sender_address(self.settings, account)
+        if address is None:
+            return None
+        return SenderIdentity(address, self.settings.sender_allowed, generation)
+
+    async def _open_upstream(self) -> SubmissionClient:
+        account = await self.db(self.store.account)
+        primary = account.primary_address if account is not None else None
+        return await UpstreamSession(self.store, self.settings, self.tokens, primary).open()
+
+    # -- life cycle -----------------------------------------------------------------------
+    async def start(self) -> list[tuple[str, int, bool]]:
+        await self.engine.start()
+        bound = await self.listener.start()
+        if self.tokens is not None:
+            self._tasks.append(asyncio.create_task(self._keep_alive(), name="token-keepalive"))
+        return bound
+
+    async def _keep_alive(self) -> None:
+        assert self.tokens is not None
+        while True:
+            await asyncio.sleep(KEEPALIVE_CHECK)
+            try:
+                if await self.tokens.keep_alive():
+                    log.info("refreshed the sign-in to keep it alive")
+            except Exception as error:  # logged; the next delivery reports it as an event
+                log.warning("keep-alive refresh failed: %s", error)
+
+    async def stop(self, grace: float = 30.0) -> None:
+        await self.listener.stop()
+        await self.engine.stop(grace)
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.tokens is not None:
+            await self.tokens.aclose()
+        self.db.close()
+
+
+async def serve(store: Store, settings: Settings, override: ListenOverride) -> None:
+    gateway = Gateway(store, settings, override)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    bound = await gateway.start()
+    for host, port, implicit in bound:
+        kind = "implicit TLS" if implicit else "STARTTLS offered"
+        log.warning("mailgate: listening for SMTP on %s:%s (%s)", host, port, kind)
+    outbound = settings.outbound
+    log.warning("mailgate: delivering through %s (%s)", outbound.server, outbound.provider)
+    await stop.wait()
+    log.warning("mailgate: stopping; messages in flight get 30 s, the rest stay queued")
+    await gateway.stop()
