@@ -159,14 +159,26 @@ def _print_sim_info(info: dict[str, object]) -> None:
     default=None,
     help="Approve the sign-in as this account without a browser.",
 )
+@click.option("--once", is_flag=True, help="Exit after the first message is delivered.")
 @click.option(
-    "--once", is_flag=True, help="Exit after the demo message is delivered instead of running on."
+    "--keep",
+    "keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo's data directory here (default: a temporary one).",
 )
-def demo(profile: str, auto_approve: str | None, once: bool) -> None:
-    """Run the simulator and sign in to it like a device, then send a message through it."""
+@click.option(
+    "--port",
+    type=int,
+    default=2525,
+    show_default=True,
+    help="SMTP port of the demo gateway (0: any free port; a busy port falls back to that).",
+)
+def demo(profile: str, auto_approve: str | None, once: bool, keep: Path | None, port: int) -> None:
+    """Run the simulator and a gateway wired to it; sign in like the device, send mail."""
     from mailgate.demo import run_demo
 
-    sys.exit(run_demo(profile=profile, auto_approve=auto_approve, once=once))
+    sys.exit(run_demo(profile, auto_approve, once, keep, port))
 
 
 def _placeholder(name: str, help_text: str) -> None:

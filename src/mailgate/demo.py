@@ -1,112 +1,152 @@
-"""`mailgate demo`: the simulator, and a device signing in to it and sending one message.
+"""`mailgate demo`: the simulated Microsoft cloud and a mailgate gateway wired to it.
 
-It shows the whole of what the vendor manual describes, on one machine, with nothing
-from the internet: the device code appears, a person approves it on the simulator's
-sign-in page, and a message goes out with SMTP AUTH XOAUTH2.
+Everything the product does, on one machine, with nothing from the internet: the gateway
+signs in like the device in the vendor manual (a code, approved on the simulator's
+sign-in page), listens for plain SMTP like a printer's mail server, and delivers through
+the simulated Exchange Online with XOAUTH2. A first message goes through by itself.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import contextlib
+import signal
 import smtplib
-import ssl
+import tempfile
 import threading
 import time
-import uuid
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
 
 import click
-import msal
-import requests
+import segno
 
+from mailgate.account import device_sign_in
+from mailgate.config.store import Store, init_data_dir
+from mailgate.identity.errors import SignInError
+from mailgate.service import Gateway, ListenOverride
 from mailgate.sim.server import SimulatorThread
 
 #: A made-up app registration: the simulator accepts any well-formed client ID.
 DEMO_CLIENT_ID = "00000000-0000-4000-8000-00000000d3e0"
+PROVIDER_OF_PROFILE = {
+    "global": "exchange-online",
+    "21vianet": "exchange-online-21vianet",
+    "gcc-high": "exchange-online-gcc-high",
+    "consumers": "outlook-com",
+}
 
 
-def _msal_app(sim: SimulatorThread) -> msal.PublicClientApplication:
-    session = requests.Session()
-    # trust_env=False: REQUESTS_CA_BUNDLE would otherwise replace `verify` on every request.
-    session.trust_env = False
-    session.verify = str(sim.ca_path)
-    return msal.PublicClientApplication(
-        DEMO_CLIENT_ID,
-        authority=sim.authority,
-        instance_discovery=f"{sim.idp_url}/common/discovery/instance",
-        http_client=session,
+def _configure(store: Store, sim: SimulatorThread, profile: str) -> None:
+    store.apply_provider(
+        PROVIDER_OF_PROFILE[profile],
+        client_id=DEMO_CLIENT_ID,
+        server=f"127.0.0.1:{sim.smtp_port}",
+        host=sim.idp_hostport,
     )
+    store.set("network.ca_bundle", str(sim.ca_path))
 
 
-def _send_demo_message(sim: SimulatorThread, upn: str, sender: str, access_token: str) -> str:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = sender
-    message["Subject"] = "mailgate demo: hello from your scanner"
-    message["Message-ID"] = f"<{uuid.uuid4()}@mailgate.demo>"
-    message.set_content(
-        "This message was sent with SMTP AUTH XOAUTH2 after a device code sign-in.\n"
-    )
-    context = ssl.create_default_context(cafile=str(sim.ca_path))
-    with smtplib.SMTP("127.0.0.1", sim.smtp_port, timeout=30) as smtp:
-        smtp.starttls(context=context)
-        smtp.ehlo()
-        xoauth2 = f"user={upn}\x01auth=Bearer {access_token}\x01\x01".encode()
-        code, reply = smtp.docmd("AUTH", "XOAUTH2 " + base64.b64encode(xoauth2).decode())
-        if code != 235:
-            raise click.ClickException(f"the simulator refused XOAUTH2: {code} {reply.decode()}")
-        smtp.send_message(message)
-    return str(message["Subject"])
-
-
-def run_demo(profile: str, auto_approve: str | None, once: bool) -> int:
-    with SimulatorThread(profile=profile) as sim:
-        info = sim.info()
-        click.echo(f"Simulated Microsoft cloud ({profile}) is up.")
-        click.echo(f"  identity platform {info['identity_platform']}, SMTP {info['smtp_server']}")
-        click.echo(f"  CA certificate    {info['ca_file']}")
-        click.echo("Accounts on its sign-in page: " + ", ".join(a["upn"] for a in info["accounts"]))
-        click.echo("")
-        app = _msal_app(sim)
-        scopes = [sim.state.profile.smtp_scope, "email"]
-        flow: dict[str, Any] = app.initiate_device_flow(scopes=scopes)
-        if "user_code" not in flow:
-            click.echo(f"Could not start sign-in: {flow.get('error_description')}", err=True)
-            return 1
-        click.echo("A device is signing in. To approve it, open")
-        click.echo(f"    {flow['verification_uri']}")
-        click.echo(f"and enter the code  {flow['user_code']}")
+def _sign_in(store: Store, sim: SimulatorThread, auto_approve: str | None) -> str:
+    sim.set_scenario(poll_interval=2)
+    flow = device_sign_in(store, store.settings())
+    try:
+        code = flow.start()
+        click.echo("mailgate signs in like the device in the manual. To approve it, open")
+        click.echo(f"    {code.verification_uri}")
+        click.echo(f"and enter the code  {code.user_code}")
+        segno.make(code.verification_uri, error="l").terminal(compact=True)
         click.echo(
-            "(the browser warns about the simulator's own certificate: accept it for this address)"
+            "The page is served with the simulator's own certificate: accept the browser's "
+            "warning for this local address. Pick any account and approve."
         )
         if auto_approve:
+            upn = auto_approve
+            threading.Timer(0.5, lambda: sim.sign_in(code.user_code, upn, True)).start()
+        result = flow.wait(code)
+    finally:
+        flow.close()
+    click.echo(f"\nSigned in as {result.upn}; mail will be sent as {result.primary_address}.")
+    return result.primary_address
 
-            def approve() -> None:
-                time.sleep(0.5)
-                sim.sign_in(flow["user_code"], auto_approve, True)
 
-            threading.Thread(target=approve, daemon=True).start()
-        result = app.acquire_token_by_device_flow(flow)
-        if "access_token" not in result:
-            click.echo(
-                f"Sign-in failed: {result.get('error')}: {result.get('error_description')}",
-                err=True,
-            )
+def _send_first_message(port: int, sender: str) -> None:
+    message = EmailMessage()
+    message["From"] = "Scan to E-mail <mfp-3f@printer.local>"
+    message["To"] = sender
+    message["Subject"] = "mailgate demo: scanned document"
+    message.set_content(
+        "A printer sent this with plain SMTP; mailgate delivered it with XOAUTH2.\n"
+    )
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+        smtp.send_message(message)
+
+
+async def _wait_delivered(sim: SimulatorThread, count: int, limit: float = 60.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if len(sim.state.messages) >= count:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def _run_gateway(
+    store: Store, sim: SimulatorThread, sender: str, once: bool, port: int
+) -> int:
+    # The port asked for (mailgate's 2525 by default) when free; any free port otherwise.
+    gateway = Gateway(store, store.settings(), ListenOverride("127.0.0.1", port))
+    try:
+        bound = await gateway.start()
+    except OSError:
+        await gateway.stop(grace=1)
+        gateway = Gateway(store, store.settings(), ListenOverride("127.0.0.1", 0))
+        bound = await gateway.start()
+    port = bound[0][1]  # the port actually bound
+    try:
+        click.echo(f"\nThe gateway listens for plain SMTP on 127.0.0.1:{port}.")
+        await asyncio.to_thread(_send_first_message, port, sender)
+        delivered = await _wait_delivered(sim, 1)
+        mailbox = f"{sim.idp_url}/_sim/mailbox"
+        if not delivered:
+            click.echo("The first message was not delivered in time; see `mailgate queue list`.")
             return 1
-        claims = result.get("id_token_claims", {})
-        upn = claims.get("preferred_username", "")
-        sender = claims.get("email", upn)
-        click.echo("")
-        click.echo(f"Signed in as {upn} (sender address {sender}).")
-        subject = _send_demo_message(sim, upn, sender, result["access_token"])
-        click.echo(f"Sent {subject!r} with XOAUTH2. See it at {info['mailbox_page']}")
+        click.echo(f"A first message went device -> mailgate -> simulated Exchange: {mailbox}")
         if once:
             return 0
-        click.echo("The simulator keeps running; stop it with Ctrl-C.")
+        click.echo(
+            f"Point a device (or `swaks --server 127.0.0.1:{port} --to someone@example.com`) "
+            "at the gateway. Ctrl-C stops the demo."
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        return 0
+    finally:
+        await gateway.stop(grace=5)
+
+
+def run_demo(
+    profile: str, auto_approve: str | None, once: bool, data_dir: Path | None, port: int = 2525
+) -> int:
+    with contextlib.ExitStack() as stack:
+        if data_dir is None:
+            data_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="mailgate-demo-"))
+            )
+            data_dir = data_dir / "data"
+        sim = stack.enter_context(SimulatorThread(profile=profile))
+        click.echo(f"Simulated Microsoft cloud ({profile}) is up: {sim.idp_url}")
+        click.echo(f"Data directory of this demo: {data_dir}\n")
+        store = stack.enter_context(init_data_dir(data_dir))
+        _configure(store, sim, profile)
         try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            click.echo("Stopped.")
-    return 0
+            sender = _sign_in(store, sim, auto_approve)
+        except SignInError as error:
+            problem = error.problem
+            click.echo(f"Sign-in failed: {problem.title}. {problem.what_to_do}", err=True)
+            return 1
+        return asyncio.run(_run_gateway(store, sim, sender, once, port))
+    return 1

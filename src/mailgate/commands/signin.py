@@ -19,6 +19,7 @@ import segno
 from mailgate.account import device_sign_in, sender_address, token_manager
 from mailgate.commands.common import (
     EXIT_FAILED,
+    EXIT_TEMPORARY,
     EXIT_USAGE,
     duration,
     emit_json,
@@ -89,7 +90,14 @@ def login_command(ctx: click.Context, as_json: bool, no_qr: bool) -> None:
             result = flow.wait(code, should_stop=stop.is_set)
         except SignInError as error:
             print_problem(error.problem, as_json)
-            sys.exit(EXIT_FAILED)
+            if not error.problem.retryable:
+                sys.exit(EXIT_FAILED)
+            # The login gave up; nothing else retries it. Say so, and exit like send does.
+            if not as_json:
+                click.echo(
+                    "This is temporary: run `mailgate login` again in a few minutes.", err=True
+                )
+            sys.exit(EXIT_TEMPORARY)
         except KeyboardInterrupt:
             stop.set()
             fail("sign-in cancelled; run `mailgate login` again when ready.")

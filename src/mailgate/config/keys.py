@@ -312,6 +312,7 @@ def validate_file(text: str) -> str:
 
 
 _YES_NO = ("yes", "no")
+CONSOLE_LANGUAGES = ("en", "zh-cn")
 
 
 # --- the registry -------------------------------------------------------------------------
@@ -492,6 +493,27 @@ KEYS: dict[str, SettingKey] = {
             "How long to keep retrying before a bounce, e.g. 5d.",
             validate_duration,
             str(5 * 86400),
+        ),
+        SettingKey(
+            "console.bind",
+            "Address the admin console binds; 127.0.0.1 until an admin password exists "
+            "(set 0.0.0.0 to reach it from the LAN).",
+            validate_bind,
+            "127.0.0.1",
+        ),
+        SettingKey("console.port", "Admin console port (HTTP/HTTPS).", _int_range(1, 65535), "8025"),
+        SettingKey(
+            "console.tls_cert",
+            "Certificate (PEM) for the console's HTTPS; empty: plain HTTP.",
+            validate_file,
+        ),
+        SettingKey("console.tls_key", "Private key (PEM) of console.tls_cert.", validate_file),
+        SettingKey(
+            "console.language",
+            "Default language of the admin console: en or zh-CN.",
+            _choice(CONSOLE_LANGUAGES),
+            "en",
+            choices=CONSOLE_LANGUAGES,
         ),
         SettingKey(
             "network.https_proxy",

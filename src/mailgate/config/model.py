@@ -129,6 +129,20 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """The admin console (`console.*`). Loopback by default: the admin UI must not be on
+    the LAN before an admin password exists; the admin opens it up deliberately."""
+
+    bind: str = "127.0.0.1"
+    port: int = 8025
+    #: HTTPS when both are set (the session cookie is then Secure).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: "en" or "zh-cn": the language shown until the admin picks one.
+    language: str = "en"
+
+
+@dataclass(frozen=True)
 class Settings:
     outbound: OutboundConfig
     trust: TrustConfig
@@ -141,6 +155,7 @@ class Settings:
     sender_allowed: tuple[str, ...] = ()
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from mailgate.config.keys import (
     validate_tenant,
 )
 from mailgate.config.model import (
+    ConsoleConfig,
     DeliveryConfig,
     ListenerConfig,
     OAuthConfig,
@@ -181,6 +182,19 @@ def build_settings(values: Values, env: Mapping[str, str]) -> Settings:
         sender_allowed=tuple(allowed) if isinstance(allowed, list) else (),
         listener=_listener(values),
         delivery=_delivery(values),
+        console=_console(values),
+    )
+
+
+def _console(values: Values) -> ConsoleConfig:
+    base = ConsoleConfig()
+    cert, key = values.get("console.tls_cert", ""), values.get("console.tls_key", "")
+    return ConsoleConfig(
+        bind=str(values.get("console.bind") or base.bind),
+        port=_number(values, "console.port") or base.port,
+        tls_cert=Path(cert) if isinstance(cert, str) and cert else None,
+        tls_key=Path(key) if isinstance(key, str) and key else None,
+        language=str(values.get("console.language") or base.language),
     )
 
 

@@ -65,8 +65,8 @@ class GatewayHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
-        login = session.login_data
-        user = login.decode("utf-8", "replace") if isinstance(login, bytes) else None
+        auth = session.auth_data
+        user = auth.login.decode("utf-8", "replace") if isinstance(auth, LoginPassword) else None
         subject = decoded(first_value(data, "Subject") or "")
         try:
             message_id = await self.store(

@@ -1,0 +1,31 @@
+"""The README's first command: the demo runs simulator and gateway, and mail goes through."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("profile", ["global", "21vianet"])
+def test_demo_signs_in_and_delivers(profile: str) -> None:
+    upn = "scanner@contoso.com" if profile == "global" else "scanner@contoso.cn"
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "mailgate", "demo", "--profile", profile),
+            *("--auto-approve", upn, "--once", "--port", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "/devicelogin" in out
+    assert f"Signed in as {upn}" in out
+    assert "A first message went device -> mailgate -> simulated Exchange" in out
+    assert "deprecated" not in result.stderr
