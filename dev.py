@@ -77,6 +77,7 @@ def test(args: list[str]) -> int:
     os.chdir(ROOT)
     steps: list[tuple[str, list[str | Path]]] = [
         ("ruff", [BIN / "ruff", "check", "src", "tests", "dev.py"]),
+        ("ruff format", [BIN / "ruff", "format", "--check", "src", "tests", "dev.py"]),
         ("mypy", [BIN / "mypy"]),
     ]
     for name, command in steps:

@@ -573,3 +573,13 @@ def defaults() -> dict[str, SettingValue]:
         for k in KEYS.values()
         if not k.secret
     }
+
+
+def markdown_table() -> str:
+    """The settings reference of docs/SETTINGS.md (a test keeps the two equal)."""
+    lines = ["| key | default | meaning |", "| --- | --- | --- |"]
+    for key in KEYS.values():
+        default = ", ".join(key.default) if isinstance(key.default, list) else key.default
+        shown = "(secret, write-only)" if key.secret else (f"`{default}`" if default else "")
+        lines.append(f"| `{key.name}` | {shown} | {key.help.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
