@@ -170,6 +170,12 @@ def concurrent_connections_exceeded(host: str) -> str:
     )
 
 
+def sender_thread_limit_exceeded(host: str) -> str:
+    """The documented 432 text (older clients' logs); `concurrent_connections_exceeded` is
+    what clients see now."""
+    return f"432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded [Hostname={host}]"
+
+
 def submission_quota_exceeded(host: str) -> str:
     return (
         "554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; Failed to "

@@ -430,7 +430,10 @@ class _Session:
             return
         with self.state.lock:
             self.state.counters.smtp_auth_failure += 1
-        await self.stream.write(replies.basic_auth_disabled(self.host, self.state.clock()))
+        if self.state.scenario.basic_auth_reply == "5.7.30":
+            await self.stream.write(replies.BASIC_AUTH_NOT_SUPPORTED)
+        else:
+            await self.stream.write(replies.basic_auth_disabled(self.host, self.state.clock()))
 
     # -- the mail transaction -------------------------------------------------------------
     async def _may_transact(self) -> bool:
@@ -543,7 +546,10 @@ class _Session:
             await self.stream.write(replies.MESSAGE_TOO_BIG)
             return
         if verdict is Verdict.TOO_MANY_CONNECTIONS:
-            await self.stream.write(replies.concurrent_connections_exceeded(self.host))
+            if self.state.scenario.concurrency_reply == "thread":
+                await self.stream.write(replies.sender_thread_limit_exceeded(self.host))
+            else:
+                await self.stream.write(replies.concurrent_connections_exceeded(self.host))
             return
         headers = parse_headers(text)
         denied = denied_sender(mailbox, mail_from, headers)

@@ -70,6 +70,12 @@ class Scenario:
     #: Refuse command lines longer than this many octets with "500 5.5.2 Line too long",
     #: as Dovecot does at 1030 (RFC 4954 section 4 lets a server be this strict). None: off.
     max_command_line: int | None = None
+    #: What a password AUTH gets: "5.7.139" (today's "basic authentication is disabled") or
+    #: "5.7.30" (the older "Basic authentication is not supported for Client Submission").
+    basic_auth_reply: str = "5.7.139"
+    #: The 432 4.3.2 text for a 4th connection: "connections" (what clients see now) or
+    #: "thread" (the documented "sender thread limit exceeded").
+    concurrency_reply: str = "connections"
     #: Send "334 <base64 JSON error>" before the final 535 on a bad XOAUTH2 token (RFC 7628 style).
     xoauth2_error_challenge: bool = True
 
