@@ -405,50 +405,22 @@ class QueueStore:
 
     def recover(self, now: float) -> int:
         """Messages whose lease ran out (their gateway died) become queued again."""
-        with write_transaction(self.engine) as conn:
-            ids = (
-                conn.execute(
-                    update(messages)
-                    .where(
-                        messages.c.state == State.SENDING.value,
-                        or_(messages.c.lease_until.is_(None), messages.c.lease_until <= now),
-                    )
-                    .values(
-                        state=State.QUEUED.value,
-                        lease_owner=None,
-                        lease_until=None,
-                        next_attempt_at=now,
-                    )
-                    .returning(messages.c.id)
-                )
-                .scalars()
-                .all()
-            )
-            for message_id in ids:
-                _note(conn, message_id, now, "delivery was interrupted; queued again")
-            return len(ids)
+        expired = or_(messages.c.lease_until.is_(None), messages.c.lease_until <= now)
+        return self._requeue(and_(messages.c.state == State.SENDING.value, expired), now)
 
     def release_owner(self, owner: str, now: float) -> int:
         """At start-up: leases held by this gateway's previous life are void at once."""
-        with write_transaction(self.engine) as conn:
-            ids = (
-                conn.execute(
-                    update(messages)
-                    .where(messages.c.state == State.SENDING.value, messages.c.lease_owner == owner)
-                    .values(
-                        state=State.QUEUED.value,
-                        lease_owner=None,
-                        lease_until=None,
-                        next_attempt_at=now,
-                    )
-                    .returning(messages.c.id)
-                )
-                .scalars()
-                .all()
-            )
-            for message_id in ids:
-                _note(conn, message_id, now, "delivery was interrupted; queued again")
-            return len(ids)
+        mine = messages.c.lease_owner == owner
+        return self._requeue(and_(messages.c.state == State.SENDING.value, mine), now)
+
+    def _requeue(self, where: ColumnElement[bool], now: float) -> int:
+        values = {
+            "state": State.QUEUED.value,
+            "lease_owner": None,
+            "lease_until": None,
+            "next_attempt_at": now,
+        }
+        return self._transition(where, now, values, "delivery was interrupted; queued again")
 
     # -- administration -------------------------------------------------------------------
     def hold(self, message_id: int | None, now: float, reason: str) -> int:
@@ -497,7 +469,9 @@ class QueueStore:
             conn.execute(delete(messages).where(messages.c.id == message_id))
             return True
 
-    def _transition(self, where: Any, now: float, values: dict[str, Any], note: str) -> int:
+    def _transition(
+        self, where: ColumnElement[bool], now: float, values: dict[str, Any], note: str
+    ) -> int:
         with write_transaction(self.engine) as conn:
             ids = (
                 conn.execute(
