@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from mailgate import __version__
+from mailgate.commands.doctor import doctor_command
 from mailgate.commands.gateway import device_group, queue_group, serve_command
 from mailgate.commands.send import send_command
 from mailgate.commands.signin import login_command, logout_command, status_command
@@ -197,8 +198,4 @@ main.add_command(send_command)
 main.add_command(serve_command)
 main.add_command(queue_group)
 main.add_command(device_group)
-
-for _name, _help in [
-    ("doctor", "Check DNS, network, TLS, clock, sign-in and SMTP step by step."),
-]:
-    _placeholder(_name, _help + " (Not available yet.)")
+main.add_command(doctor_command)

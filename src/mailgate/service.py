@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import socket
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailgate.account import sender_address, token_manager
 from mailgate.certs import ensure_self_signed
@@ -37,6 +42,9 @@ from mailgate.identity.tokens import TokenManager
 from mailgate.submission.client import SubmissionClient
 from mailgate.upstream import Upstream as UpstreamSession
 
+if TYPE_CHECKING:
+    from mailgate.console.app import ConsoleServer
+
 log = logging.getLogger(__name__)
 
 #: How often to let the token manager keep the refresh token alive (it decides if due).
@@ -47,6 +55,10 @@ KEEPALIVE_CHECK = 3600.0
 class ListenOverride:
     host: str | None = None
     port: int | None = None
+    #: The admin console's address (None: console.bind / console.port); enabled False: off.
+    console_host: str | None = None
+    console_port: int | None = None
+    console_enabled: bool = True
 
 
 @dataclass
@@ -183,7 +195,26 @@ class Gateway:
         self.db.close()
 
 
-async def serve(store: Store, settings: Settings, override: ListenOverride) -> None:
+@contextlib.contextmanager
+def ready_file_written(path: Path | None, bound: list[tuple[str, int, bool]]) -> Iterator[None]:
+    """Tell a supervisor (or a test) where serve listens while it does. Written whole through
+    a rename, so a reader never sees half a file; removed when serve stops accepting."""
+    if path is None:
+        yield
+        return
+    smtp = [{"host": h, "port": p, "implicit_tls": tls} for h, p, tls in bound]
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps({"pid": os.getpid(), "smtp": smtp}) + "\n", encoding="utf-8")
+    partial.replace(path)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def serve(
+    store: Store, settings: Settings, override: ListenOverride, ready_file: Path | None = None
+) -> None:
     gateway = Gateway(store, settings, override)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -195,6 +226,31 @@ async def serve(store: Store, settings: Settings, override: ListenOverride) -> N
         log.warning("mailgate: listening for SMTP on %s:%s (%s)", host, port, kind)
     outbound = settings.outbound
     log.warning("mailgate: delivering through %s (%s)", outbound.server, outbound.provider)
-    await stop.wait()
+    console = await _start_console(gateway, override, bound) if override.console_enabled else None
+    with ready_file_written(ready_file, bound):
+        await stop.wait()
     log.warning("mailgate: stopping; messages in flight get 30 s, the rest stay queued")
+    if console is not None:
+        await console.stop()
     await gateway.stop()
+
+
+async def _start_console(
+    gateway: Gateway, override: ListenOverride, bound: list[tuple[str, int, bool]]
+) -> ConsoleServer:
+    """The admin console on its own port; until an admin password exists, print the
+    one-time setup token (only whoever reads this output can create the password)."""
+    import secrets
+
+    from mailgate.console.app import console_url, make_server
+    from mailgate.console.security import AdminPassword
+
+    first_run = not AdminPassword(gateway.store).exists()
+    token = secrets.token_urlsafe(18) if first_run else ""
+    server = make_server(gateway, token, bound, override.console_host, override.console_port)
+    host, port = await server.start()
+    url = console_url(host, port, server.tls is not None)
+    log.warning("mailgate: admin console at %s", url)
+    if first_run:
+        log.warning("mailgate: create the admin password at %ssetup?token=%s", url, token)
+    return server

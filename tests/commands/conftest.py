@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -92,10 +93,14 @@ class Transcript:
         return found
 
     def stop_processes(self) -> None:
+        """Kill what a failed test left running (only our own children), close the pipes."""
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
-                process.communicate(timeout=10)
+            process.wait(timeout=10)
+            for pipe in (process.stdout, process.stderr):
+                if pipe is not None:
+                    pipe.close()
         self.processes.clear()
 
 
@@ -134,7 +139,24 @@ class Login:
         return found
 
     def finish(self, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        out, err = self.process.communicate(timeout=timeout)
+        # Not communicate(): on POSIX it reads the raw pipe and would lose what readline()
+        # already buffered in the text wrapper.
+        assert self.process.stderr is not None
+        stderr = self.process.stderr
+        errors: list[str] = []
+        reader = threading.Thread(target=lambda: errors.append(stderr.read()), daemon=True)
+        watchdog = threading.Timer(timeout, self.process.kill)
+        reader.start()
+        watchdog.start()
+        try:
+            out = self._stdout().read()
+            self.process.wait(timeout)
+            reader.join(timeout)
+        finally:
+            watchdog.cancel()
+            self._stdout().close()
+            stderr.close()
+        err = "".join(errors)
         stdout = "".join(self.shown) + out
         self.transcript.record(stdout, err)
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, stdout, err)
@@ -154,7 +176,7 @@ class Cli:
         return [sys.executable, "-m", "mailgate", "--data-dir", str(self.data_dir), *args]
 
     def run(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        result = subprocess.run(
             self.argv(*args),
             capture_output=True,
             text=True,
@@ -175,7 +197,7 @@ class Cli:
         return data
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        process = subprocess.Popen(
             self.argv(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -9,6 +9,8 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,41 +27,88 @@ from mailgate.config.keys import parse_endpoint
 from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.queue import MessageInfo, QueueStore, State
 
+if TYPE_CHECKING:
+    from mailgate.service import ListenOverride
+
 
 @click.command("serve")
 @click.option(
     "--listen",
     metavar="[HOST:]PORT",
     default=None,
-    help="Listen here instead of listener.bind / listener.port (e.g. 127.0.0.1:2525).",
+    help=(
+        "Listen here instead of listener.bind / listener.port (e.g. 127.0.0.1:2525). "
+        "Port 0 takes any free port; --ready-file tells which."
+    ),
 )
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=(
+        "Once listening, write the bound addresses here as JSON "
+        '({"pid": N, "smtp": [{"host": H, "port": P, "implicit_tls": false}]}), '
+        "for supervisors and scripts; removed again when serve stops."
+    ),
+)
+@click.option(
+    "--console",
+    "console",
+    metavar="[HOST:]PORT",
+    default=None,
+    help="Serve the admin console here instead of console.bind / console.port.",
+)
+@click.option("--no-console", is_flag=True, help="Do not start the admin console.")
 @click.pass_context
 @reports_errors
-def serve_command(ctx: click.Context, listen: str | None) -> None:
+def serve_command(
+    ctx: click.Context,
+    listen: str | None,
+    ready_file: Path | None,
+    console: str | None,
+    no_console: bool,
+) -> None:
     """Run the gateway: accept mail from devices and deliver it through the provider."""
     import logging
 
-    from mailgate.service import ListenOverride, serve
+    from mailgate.service import serve
 
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    override = ListenOverride()
-    if listen:
-        if listen.isdigit():
-            override.port = int(listen)
-        else:
-            endpoint = parse_endpoint(listen, 2525)
-            override.host, override.port = endpoint.host, endpoint.port
+    override = _listen_override(listen)
+    override.console_enabled = not no_console
+    if console:
+        where = parse_endpoint(console, 8025) if not console.isdigit() else None
+        override.console_host = where.host if where else None
+        override.console_port = where.port if where else int(console)
     store, settings = store_and_settings(ctx)
     with store:
         try:
-            asyncio.run(serve(store, settings, override))
+            asyncio.run(serve(store, settings, override, ready_file))
         except OSError as error:
             fail(
                 f"cannot listen: {error.strerror or error}. Is another mailgate or mail "
                 "server using the port? Choose another with --listen or "
                 "`mailgate config set listener.port N`."
             )
+
+
+def _listen_override(listen: str | None) -> ListenOverride:
+    from mailgate.service import ListenOverride  # the gateway's imports are heavy
+
+    override = ListenOverride()
+    if not listen:
+        return override
+    if listen.isdigit():
+        override.port = int(listen)
+        return override
+    # Port 0 ("any free port") makes sense for a listener, not for a server setting, so
+    # parse_endpoint refuses it: take it off before parsing the host.
+    head, _, tail = listen.rpartition(":")
+    any_port = tail == "0" and (":" not in head or head.endswith("]"))
+    endpoint = parse_endpoint(head if any_port else listen, 2525)
+    override.host, override.port = endpoint.host, 0 if any_port else endpoint.port
+    return override
 
 
 @contextmanager

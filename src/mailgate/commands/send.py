@@ -136,7 +136,12 @@ def send_command(
             result = asyncio.run(_send(upstream, sender, recipients, data, show))
         except IdentityError as error:
             print_problem(error.problem, as_json)
-            sys.exit(EXIT_TEMPORARY if error.problem.retryable else EXIT_FAILED)
+            if not error.problem.retryable:
+                sys.exit(EXIT_FAILED)
+            if not as_json:
+                # As for SMTP faults: nothing retries a terminal send, the caller must.
+                click.echo("This is temporary: try again later.", err=True)
+            sys.exit(EXIT_TEMPORARY)
         except SubmissionError as error:
             _report_failure(error, as_json)
         _report(result, sender, recipients, as_json)

@@ -501,7 +501,9 @@ KEYS: dict[str, SettingKey] = {
             validate_bind,
             "127.0.0.1",
         ),
-        SettingKey("console.port", "Admin console port (HTTP/HTTPS).", _int_range(1, 65535), "8025"),
+        SettingKey(
+            "console.port", "Admin console port (HTTP/HTTPS).", _int_range(1, 65535), "8025"
+        ),
         SettingKey(
             "console.tls_cert",
             "Certificate (PEM) for the console's HTTPS; empty: plain HTTP.",

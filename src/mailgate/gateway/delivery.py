@@ -45,6 +45,12 @@ T = TypeVar("T")
 SIGN_IN_HOLD = "sign-in needed"
 #: A pacing wait longer than this puts the message back rather than keeping a worker.
 MAX_PACING_NAP = 30.0
+#: What an unexpected error while delivering counts as: temporary, retried with backoff.
+INTERNAL = Classification(
+    ReplyKind.TEMPORARY,
+    "mailgate met an internal error while delivering this message.",
+    "The gateway's log has the details; please report them.",
+)
 
 
 class Upstream(Protocol):
@@ -211,15 +217,25 @@ class DeliveryEngine:
                         upstream = await _close(upstream)
                     await self._nap(await self._until_due())
                     continue
-                upstream = await self._deliver(claimed[0], upstream)
+                try:
+                    upstream = await self._deliver(claimed[0], upstream)
+                except Exception:
+                    # A bug must not kill the worker and leave the message leased for
+                    # good: log it, and retry the message later like a 4xx.
+                    log.exception("message %s: unexpected error while delivering", claimed[0].id)
+                    upstream = await _close(upstream)
+                    await self._apply(claimed[0], await self._failed(claimed[0], INTERNAL, ""))
                 idle_since = self.clock()
         finally:
             await _close(upstream)
 
     async def _until_due(self) -> float:
+        # Other processes change the queue without waking us (`mailgate queue retry`,
+        # `release`): look again at least every housekeeping interval, so their changes
+        # take effect within seconds rather than after the next due time.
         next_due = await self.db(self.queue.next_due)
         wait = self.settings.housekeeping_interval if next_due is None else next_due - self.clock()
-        return min(max(wait, 0.05), self.settings.idle_close)
+        return min(max(wait, 0.05), self.settings.idle_close, self.settings.housekeeping_interval)
 
     async def _housekeeping(self) -> None:
         while not self._stopping:

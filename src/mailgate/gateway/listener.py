@@ -70,7 +70,7 @@ class GatewayHandler:
         subject = decoded(first_value(data, "Subject") or "")
         try:
             message_id = await self.store(
-                envelope.mail_from or "",
+                _reverse_path(envelope.mail_from),
                 list(envelope.rcpt_tos),
                 data,
                 peer,
@@ -143,6 +143,15 @@ class GatewayHandler:
         # A fixed pause slows guessing without locking a device out (RFC 4954 section 4).
         await asyncio.sleep(1.0)
         return AuthResult(success=False, handled=False, message=inbound.AUTH_FAILED)
+
+
+def _reverse_path(mail_from: str | None) -> str:
+    """The envelope sender as the queue keeps it: aiosmtpd reports the null reverse-path
+    (MAIL FROM:<>, RFC 5321 section 4.5.5) as "<>"; the queue and the upstream client
+    know it as ""."""
+    if mail_from is None or mail_from == "<>":
+        return ""
+    return mail_from
 
 
 class GatewaySMTP(SMTP):

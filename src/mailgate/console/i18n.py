@@ -1,0 +1,92 @@
+"""Console languages: English and Simplified Chinese, all strings through gettext.
+
+The catalogs are the .po files under ``locales/``; they are compiled in memory at start-up
+(Babel's ``write_mo`` into a buffer), so a fresh ``pip install -e .`` needs no build step
+and nothing is written into the package directory. Each language gets its own Jinja2
+environment with the i18n extension installed on that language's translations.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gettext
+import io
+from functools import cache
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+LOCALES = Path(__file__).parent / "locales"
+TEMPLATES = Path(__file__).parent / "templates"
+#: Setting value (console.language, lower case) -> catalog directory.
+LANGUAGES = {"en": "en", "zh-cn": "zh_CN"}
+#: What the language switch shows, each in its own language (never translated).
+LANGUAGE_NAMES = {"en": "English", "zh-cn": "简体中文"}
+LANGUAGE_COOKIE = "mailgate_lang"
+DEFAULT_LANGUAGE = "en"
+
+
+def N_(message: str) -> str:
+    """Marks a string for extraction; it is translated where it is shown."""
+    return message
+
+
+#: Queue states as the pages name them.
+STATE_NAMES = {
+    "queued": N_("queued"),
+    "deferred": N_("deferred"),
+    "held": N_("held"),
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "failed": N_("failed"),
+}
+
+
+def format_time(timestamp: float | None) -> str:
+    if not timestamp:
+        return "—"
+    return dt.datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def normalize(language: str | None) -> str:
+    value = (language or "").strip().lower().replace("_", "-")
+    if value in LANGUAGES:
+        return value
+    if value.startswith("zh"):
+        return "zh-cn"
+    return DEFAULT_LANGUAGE
+
+
+@cache
+def translations(language: str) -> gettext.NullTranslations:
+    po_path = LOCALES / LANGUAGES[normalize(language)] / "LC_MESSAGES" / "messages.po"
+    if not po_path.exists():
+        return gettext.NullTranslations()
+    with po_path.open("rb") as po_file:
+        catalog = read_po(po_file)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog)
+    buffer.seek(0)
+    return gettext.GNUTranslations(buffer)
+
+
+def gettext_for(language: str) -> gettext.NullTranslations:
+    return translations(normalize(language))
+
+
+@cache
+def environment(language: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    catalog = gettext_for(language)
+    env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["datetime"] = format_time
+    env.filters["state_name"] = lambda state: catalog.gettext(STATE_NAMES.get(state) or str(state))
+    return env

@@ -1,0 +1,89 @@
+"""Queue (list, message view, actions), events and test send."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from mailgate.config.errors import ConfigError
+from mailgate.console import operations as ops
+from mailgate.console.web import console_of, read_form, redirect, render
+from mailgate.gateway.queue import State
+
+
+async def queue_page(request: Request) -> Response:
+    console = console_of(request)
+    wanted = request.query_params.get("state", "")
+    try:
+        states = ops.parse_states(wanted)
+    except ConfigError:
+        states, wanted = None, ""
+    infos = await asyncio.to_thread(console.gateway.queue.messages, states, 200)
+    counts = await asyncio.to_thread(console.gateway.queue.counts)
+    return render(
+        request,
+        "queue.html",
+        active="queue",
+        messages=infos,
+        counts=counts,
+        states=[s.value for s in State],
+        wanted=wanted,
+    )
+
+
+async def message_page(request: Request) -> Response:
+    console = console_of(request)
+    message_id = int(request.path_params["message_id"])
+    info = await asyncio.to_thread(console.gateway.queue.get, message_id)
+    if info is None:
+        raise HTTPException(404, "There is no such message.")
+    history = await asyncio.to_thread(console.gateway.queue.history, message_id)
+    return render(request, "message.html", active="queue", m=info, history=history)
+
+
+async def message_action(request: Request) -> Response:
+    console = console_of(request)
+    await read_form(request)
+    message_id = int(request.path_params["message_id"])
+    action = request.path_params["action"]
+    if action not in ops.QUEUE_ACTIONS:
+        raise HTTPException(404)
+    changed = await asyncio.to_thread(ops.queue_action, console, message_id, action)
+    if action == "delete" and changed:
+        return redirect("/queue?done=delete")
+    return redirect(f"/queue/{message_id}?done={action if changed else 'none'}")
+
+
+async def events_page(request: Request) -> Response:
+    items = await asyncio.to_thread(console_of(request).gateway.queue.events, 200)
+    return render(request, "events.html", active="events", events=items)
+
+
+async def test_page(request: Request) -> Response:
+    return render(request, "test.html", active="test", v={})
+
+
+async def test_submit(request: Request) -> Response:
+    console = console_of(request)
+    form = await read_form(request)
+    try:
+        message_id = await ops.test_send(
+            console, form.get("to", ""), form.get("subject", ""), form.get("body", "")
+        )
+    except ConfigError as error:
+        return render(request, "test.html", 400, active="test", v=form, error=str(error))
+    return redirect(f"/queue/{message_id}?done=test")
+
+
+routes = [
+    Route("/queue", queue_page, methods=["GET"]),
+    Route("/queue/{message_id:int}", message_page, methods=["GET"]),
+    Route("/queue/{message_id:int}/{action}", message_action, methods=["POST"]),
+    Route("/events", events_page, methods=["GET"]),
+    Route("/test", test_page, methods=["GET"]),
+    Route("/test", test_submit, methods=["POST"]),
+]

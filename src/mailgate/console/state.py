@@ -1,0 +1,50 @@
+"""Everything the console's handlers share, kept on ``app.state.console``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mailgate.config.store import Store
+from mailgate.console.security import (
+    AdminPassword,
+    LoginThrottle,
+    SessionStore,
+    SetupToken,
+)
+from mailgate.console.wizard import SignInWizard
+
+if TYPE_CHECKING:
+    from mailgate.service import Gateway
+
+
+@dataclass
+class Console:
+    gateway: Gateway
+    setup: SetupToken
+    #: The cookie gets the Secure flag when the console itself speaks HTTPS.
+    secure_cookies: bool = False
+    clock: Callable[[], float] = time.time
+    #: (host, port, implicit TLS) of the SMTP listener, for the Status page.
+    listeners: list[tuple[str, int, bool]] = field(default_factory=list)
+    sessions: SessionStore = field(init=False)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    password: AdminPassword = field(init=False)
+    wizard: SignInWizard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = SessionStore(clock=self.clock)
+        self.password = AdminPassword(self.store)
+        self.wizard = SignInWizard(self.store, self._signed_in, self.clock)
+
+    @property
+    def store(self) -> Store:
+        return self.gateway.store
+
+    def _signed_in(self) -> None:
+        # A new sign-in: drop the old access token and let held mail go (SPEC row 14).
+        if self.gateway.tokens is not None:
+            self.gateway.tokens.invalidate()
+        self.gateway.engine.wake()

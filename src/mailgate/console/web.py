@@ -1,0 +1,112 @@
+"""Helpers of the HTML pages: the language, rendering, forms with CSRF, redirects."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from mailgate.console import i18n
+from mailgate.console.security import PRE_SESSION_COOKIE, Session, csrf_ok
+from mailgate.console.state import Console
+
+NAV = [
+    ("status", "/"),
+    ("smtp", "/smtp"),
+    ("signin", "/signin"),
+    ("device", "/device"),
+    ("sender", "/sender"),
+    ("inbound", "/inbound"),
+    ("queue", "/queue"),
+    ("events", "/events"),
+    ("test", "/test"),
+    ("settings", "/settings"),
+]
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def session_of(request: Request) -> Session | None:
+    session: Session | None = request.scope.get("state", {}).get("session")
+    return session
+
+
+def language(request: Request) -> str:
+    """The cookie the switch sets, else the console.language setting."""
+    chosen = request.cookies.get(i18n.LANGUAGE_COOKIE)
+    if chosen:
+        return i18n.normalize(chosen)
+    return i18n.normalize(str(console_of(request).store.values().get("console.language")))
+
+
+def gettext(request: Request) -> Any:
+    return i18n.gettext_for(language(request)).gettext
+
+
+def _pre_session(request: Request) -> tuple[str, bool]:
+    token = request.cookies.get(PRE_SESSION_COOKIE)
+    return (token, False) if token else (secrets.token_urlsafe(32), True)
+
+
+def render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    lang = language(request)
+    session = session_of(request)
+    pre, new_pre = _pre_session(request)
+    page = i18n.environment(lang).get_template(template)
+    html = page.render(
+        lang=lang,
+        html_lang="zh-CN" if lang == "zh-cn" else "en",
+        languages=i18n.LANGUAGE_NAMES,
+        signed_in=session is not None,
+        csrf=session.csrf if session else pre,
+        nav=NAV if session else [],
+        path=request.url.path,
+        request_saved=request.query_params.get("saved") == "1",
+        **context,
+    )
+    response = HTMLResponse(html, status)
+    if session is None and new_pre:
+        response.set_cookie(
+            PRE_SESSION_COOKIE,
+            pre,
+            httponly=True,
+            samesite="strict",
+            secure=console_of(request).secure_cookies,
+        )
+    return response
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The submitted form, after checking its CSRF token (403 when missing or wrong).
+
+    Signed in: the session's token. Before that (login, setup, language): the double-submit
+    cookie, so a cross-site form cannot log a browser in or out.
+    """
+    form = await request.form()
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    session = session_of(request)
+    expected = session.csrf if session else request.cookies.get(PRE_SESSION_COOKIE, "")
+    if not expected or not csrf_ok(expected, fields.get("csrf")):
+        raise HTTPException(403, "The form was stale or came from another site; reload the page.")
+    return fields
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, 303)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def safe_next(url: str | None) -> str:
+    """Only local paths: the language switch must not become an open redirect."""
+    if url and url.startswith("/") and not url.startswith("//"):
+        return url
+    return "/"
