@@ -23,10 +23,10 @@ SENDER = "scanner@printer.bench"
 RECIPIENT = "someone@example.com"
 
 
-def make_message(size: int, serial: int = 0) -> bytes:
+def make_message(size: int, serial: int = 0, sender: str = SENDER) -> bytes:
     """An RFC 5322 message of about *size* bytes, CRLF line ends, no line starting with '.'."""
     head = (
-        f"From: Scanner <{SENDER}>\r\nTo: <{RECIPIENT}>\r\n"
+        f"From: Scanner <{sender}>\r\nTo: <{RECIPIENT}>\r\n"
         f"Subject: bench message {serial} of {size} bytes\r\n"
         f"Message-ID: <bench-{serial}-{size}@printer.bench>\r\n"
         "Date: Mon, 1 Jun 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
@@ -68,7 +68,11 @@ async def _command(
 
 
 async def send_one(
-    host: str, port: int, message: bytes, auth: tuple[str, str] | None = None
+    host: str,
+    port: int,
+    message: bytes,
+    auth: tuple[str, str] | None = None,
+    sender: str = SENDER,
 ) -> float:
     """One SMTP session with one message; returns the seconds from connect to the 250."""
     started = time.perf_counter()
@@ -79,7 +83,7 @@ async def send_one(
         if auth is not None:
             token = base64.b64encode(f"\0{auth[0]}\0{auth[1]}".encode()).decode()
             await _command(reader, writer, f"AUTH PLAIN {token}", "235")
-        await _command(reader, writer, f"MAIL FROM:<{SENDER}>", "250")
+        await _command(reader, writer, f"MAIL FROM:<{sender}>", "250")
         await _command(reader, writer, f"RCPT TO:<{RECIPIENT}>", "250")
         await _command(reader, writer, "DATA", "354")
         writer.write(message)
@@ -126,7 +130,8 @@ async def run_load(
     duration: float,
     total: int | None = None,
     auth: tuple[str, str] | None = None,
-    timeout: float = 300.0,
+    per_message_limit: float = 300.0,
+    sender: str = SENDER,
 ) -> LoadResult:
     """*clients* concurrent senders, each sending one message after another until
     *duration* seconds have passed (each sends at least one) or *total* messages were
@@ -146,7 +151,8 @@ async def run_load(
                     return
                 claimed += 1
             try:
-                latency = await asyncio.wait_for(send_one(host, port, message, auth), timeout)
+                one = send_one(host, port, message, auth, sender)
+                latency = await asyncio.wait_for(one, per_message_limit)
             except (OSError, SmtpError, TimeoutError) as error:
                 result.failed += 1
                 result.errors[str(error)[:60] or type(error).__name__] += 1
@@ -225,4 +231,56 @@ def smtp_source(host: str, port: int, sessions: int, messages: int, size: int) -
     else:
         result.failed = messages
         result.errors[(done.stderr.strip().splitlines() or ["smtp-source failed"])[-1][:60]] += 1
+    return result
+
+
+async def direct_xoauth2(
+    host: str,
+    port: int,
+    cafile: str,
+    upn: str,
+    token: str,
+    clients: int,
+    total: int,
+    message: bytes,
+    sender: str,
+) -> LoadResult:
+    """The reference for relay: *clients* sessions straight to the (simulated) Exchange,
+    STARTTLS + AUTH XOAUTH2 once per session, then one message after another over it."""
+    import ssl
+
+    import aiosmtplib
+
+    result = LoadResult(clients)
+    context = ssl.create_default_context(cafile=cafile)
+    xoauth2 = base64.b64encode(f"user={upn}\x01auth=Bearer {token}\x01\x01".encode())
+    claimed = 0
+    started = time.perf_counter()
+
+    async def client() -> None:
+        nonlocal claimed
+        smtp = aiosmtplib.SMTP(hostname=host, port=port, tls_context=context, start_tls=True)
+        await smtp.connect()
+        await smtp.ehlo()
+        reply = await smtp.execute_command(b"AUTH", b"XOAUTH2", xoauth2)
+        if reply.code != 235:
+            raise SmtpError(f"{reply.code} {reply.message}"[:80])
+        try:
+            while claimed < total:
+                claimed += 1
+                begun = time.perf_counter()
+                try:
+                    await smtp.sendmail(sender, [RECIPIENT], message)
+                except aiosmtplib.SMTPException as error:
+                    result.failed += 1
+                    result.errors[str(error)[:60]] += 1
+                    continue
+                result.sent += 1
+                result.latencies.append(time.perf_counter() - begun)
+        finally:
+            with contextlib.suppress(Exception):
+                await smtp.quit()
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    result.elapsed = time.perf_counter() - started
     return result

@@ -95,6 +95,7 @@ class Sim:
         self.ca = str(self.info["ca_file"])
         self.smtp_port = int(self.info["smtp_port"])
         self.upn = str(self.info["accounts"][0]["upn"])
+        self.address = str(self.info["accounts"][0]["primary_address"])
         self.http = requests.Session()
         self.http.verify = self.ca
         self.http.trust_env = False

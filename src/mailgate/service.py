@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: How often to let the token manager keep the refresh token alive (it decides if due).
 KEEPALIVE_CHECK = 3600.0
+#: How often to look for settings changed by the console or `mailgate config` (one read).
+SETTINGS_CHECK = 5.0
 
 
 @dataclass
@@ -74,19 +77,31 @@ class Gateway:
     engine: DeliveryEngine = field(init=False)
     _generation: float | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    #: The settings the listener and workers were started with (changes need a restart).
+    _started: Settings = field(init=False)
 
     def __post_init__(self) -> None:
         self.queue = QueueStore(self.store.engine)
         self.devices = DeviceAccounts(self.store.engine)
         self.db = DbRunner()
-        if self.settings.outbound.oauth is not None:
-            self.tokens = token_manager(self.store, self.settings)
+        self._started = self.settings
+        self.tokens = self._make_tokens(self.settings)
         self.listener = self._make_listener()
         self.engine = DeliveryEngine(
-            self.queue, self.db, self._open_upstream, self._identity, self._delivery_settings()
+            self.queue,
+            self.db,
+            self._open_upstream,
+            self._identity,
+            self._delivery_settings(),
+            owner=delivery_owner(self.store.data_dir),
         )
 
     # -- wiring ---------------------------------------------------------------------------
+    def _make_tokens(self, settings: Settings) -> TokenManager | None:
+        if not settings.configured or settings.outbound.oauth is None:
+            return None
+        return token_manager(self.store, settings)
+
     def _tls_context(self) -> ssl.SSLContext:
         cfg = self.settings.listener
         if cfg.tls_cert is not None and cfg.tls_key is not None:
@@ -147,6 +162,8 @@ class Gateway:
         return await asyncio.to_thread(self.devices.verify, username, password)
 
     async def _identity(self) -> SenderIdentity | None:
+        if not self.settings.configured:
+            return None
         account = await self.db(self.store.account)
         if self.tokens is not None and account is None:
             return None
@@ -161,6 +178,8 @@ class Gateway:
         return SenderIdentity(address, self.settings.sender_allowed, generation)
 
     async def _open_upstream(self) -> SubmissionClient:
+        if not self.settings.configured:
+            raise RuntimeError("no provider is configured")  # _identity() holds mail first
         account = await self.db(self.store.account)
         primary = account.primary_address if account is not None else None
         return await UpstreamSession(self.store, self.settings, self.tokens, primary).open()
@@ -169,19 +188,54 @@ class Gateway:
     async def start(self) -> list[tuple[str, int, bool]]:
         await self.engine.start()
         bound = await self.listener.start()
-        if self.tokens is not None:
-            self._tasks.append(asyncio.create_task(self._keep_alive(), name="token-keepalive"))
+        self._tasks.append(asyncio.create_task(self._keep_alive(), name="token-keepalive"))
+        self._tasks.append(asyncio.create_task(self._watch_settings(), name="settings-watch"))
         return bound
 
     async def _keep_alive(self) -> None:
-        assert self.tokens is not None
         while True:
             await asyncio.sleep(KEEPALIVE_CHECK)
             try:
-                if await self.tokens.keep_alive():
+                if self.tokens is not None and await self.tokens.keep_alive():
                     log.info("refreshed the sign-in to keep it alive")
             except Exception as error:  # logged; the next delivery reports it as an event
                 log.warning("keep-alive refresh failed: %s", error)
+
+    async def _watch_settings(self) -> None:
+        while True:
+            await asyncio.sleep(SETTINGS_CHECK)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("could not apply changed settings; still using the previous ones")
+
+    async def reload(self) -> bool:
+        """Apply settings changed since start (console, `mailgate config`). Listener and
+        console addresses and the number of connections apply at the next restart
+        (:meth:`restart_needed`); everything else applies now. True when anything changed."""
+        new = await self.db(self.store.settings, None, True)
+        old = self.settings
+        if new == old:
+            return False
+        self.settings = new
+        if (new.outbound, new.trust, new.configured) != (old.outbound, old.trust, old.configured):
+            previous, self.tokens = self.tokens, self._make_tokens(new)
+            self._generation = None
+            if previous is not None:
+                await previous.aclose()
+        self.engine.apply(self._delivery_settings())
+        log.info("settings changed: applied")
+        self.engine.wake()
+        return True
+
+    def restart_needed(self) -> bool:
+        """Settings saved that only a restart of `serve` applies."""
+        now, then = self.settings, self._started
+        return (now.listener, now.console, now.delivery.connections) != (
+            then.listener,
+            then.console,
+            then.delivery.connections,
+        )
 
     async def stop(self, grace: float = 30.0) -> None:
         await self.listener.stop()
@@ -195,8 +249,39 @@ class Gateway:
         self.db.close()
 
 
+def delivery_owner(data_dir: Path) -> str:
+    """The name on this gateway's delivery leases, the same in every life of the gateway:
+    after a crash (kill -9, power loss) the restarted gateway takes back the messages it
+    was sending at once, instead of waiting for their leases to run out (15 minutes).
+    Only one `serve` may run per data directory (:func:`serving_lock`)."""
+    return f"{socket.gethostname()}:{data_dir.resolve()}"
+
+
+class AlreadyServing(Exception):
+    """Another `mailgate serve` runs with this data directory."""
+
+
 @contextlib.contextmanager
-def ready_file_written(path: Path | None, bound: list[tuple[str, int, bool]]) -> Iterator[None]:
+def serving_lock(data_dir: Path) -> Iterator[None]:
+    """Hold the data directory's serve lock; the kernel drops it if the process dies."""
+    fd = os.open(data_dir / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyServing(
+                f"another `mailgate serve` is already running with {data_dir}; stop it first "
+                "(two gateways on one data directory would take each other's messages)."
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def ready_file_written(
+    path: Path | None, bound: list[tuple[str, int, bool]], console: str | None = None
+) -> Iterator[None]:
     """Tell a supervisor (or a test) where serve listens while it does. Written whole through
     a rename, so a reader never sees half a file; removed when serve stops accepting."""
     if path is None:
@@ -204,7 +289,8 @@ def ready_file_written(path: Path | None, bound: list[tuple[str, int, bool]]) ->
         return
     smtp = [{"host": h, "port": p, "implicit_tls": tls} for h, p, tls in bound]
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps({"pid": os.getpid(), "smtp": smtp}) + "\n", encoding="utf-8")
+    info = {"pid": os.getpid(), "smtp": smtp, "console": console}
+    partial.write_text(json.dumps(info) + "\n", encoding="utf-8")
     partial.replace(path)
     try:
         yield
@@ -215,6 +301,8 @@ def ready_file_written(path: Path | None, bound: list[tuple[str, int, bool]]) ->
 async def serve(
     store: Store, settings: Settings, override: ListenOverride, ready_file: Path | None = None
 ) -> None:
+    """Run until SIGTERM/SIGINT. *settings* may be incomplete (``configured`` False): mail is
+    then accepted and held, and the console is where the administrator completes them."""
     gateway = Gateway(store, settings, override)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -225,9 +313,15 @@ async def serve(
         kind = "implicit TLS" if implicit else "STARTTLS offered"
         log.warning("mailgate: listening for SMTP on %s:%s (%s)", host, port, kind)
     outbound = settings.outbound
-    log.warning("mailgate: delivering through %s (%s)", outbound.server, outbound.provider)
+    if settings.configured:
+        log.warning("mailgate: delivering through %s (%s)", outbound.server, outbound.provider)
+    else:
+        log.warning(
+            "mailgate: no provider is configured yet; mail is accepted and held. %s",
+            settings.missing,
+        )
     console = await _start_console(gateway, override, bound) if override.console_enabled else None
-    with ready_file_written(ready_file, bound):
+    with ready_file_written(ready_file, bound, console.url if console is not None else None):
         await stop.wait()
     log.warning("mailgate: stopping; messages in flight get 30 s, the rest stay queued")
     if console is not None:

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from click.testing import CliRunner
 
+from mailgate.cli import main
 from mailgate.sim.server import SimulatorThread
 from mailgate.sim.state import SimState
 
@@ -194,6 +196,17 @@ class Cli:
 
     def json(self, *args: str) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(self.ok(*args, "--json").stdout)
+        return data
+
+    def quick_json(self, *args: str) -> dict[str, Any]:
+        """The same command in this process (click's CliRunner): for looking, not testing."""
+        unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("MAILGATE_")}
+        result = CliRunner().invoke(
+            main, ["--data-dir", str(self.data_dir), *args, "--json"], env=unset
+        )
+        self.transcript.record(result.output)
+        assert result.exit_code == 0, (args, result.output)
+        data: dict[str, Any] = json.loads(result.output)
         return data
 
     def start(self, *args: str) -> subprocess.Popen[str]:

@@ -275,7 +275,8 @@ def test_two_sends_share_one_refresh(cloud: SimulatorThread, configured: Cli) ->
     # Refreshed tokens live an hour again; each refresh takes a second, so the two
     # processes overlap while the first one holds the lock.
     cloud.set_scenario(access_token_lifetime=None, token_endpoint="slow", token_delay=1.0)
-    assert configured.json("status")["access_token_expires_at"] < time.time()
+    # Inside the 5-minute refresh margin: every sender must refresh before using it.
+    assert configured.quick_json("status")["access_token_expires_at"] < time.time() + 300
     refreshes = cloud.state.counters.refresh_grants
 
     subjects = [f"concurrent {n} {time.time_ns()}" for n in range(2)]
@@ -291,7 +292,7 @@ def test_two_sends_share_one_refresh(cloud: SimulatorThread, configured: Cli) ->
     assert cloud.state.counters.refresh_grants == refreshes + 1
     for subject in subjects:
         assert _stored(cloud, subject)["From"].addresses[0].addr_spec == JSMITH_ADDRESS
-    assert configured.json("status")["access_token_expires_at"] > time.time() + 3000
+    assert configured.quick_json("status")["access_token_expires_at"] > time.time() + 3000
 
 
 # -- secrets ----------------------------------------------------------------------------------
@@ -304,16 +305,12 @@ def test_no_token_in_any_output_or_file(
     cloud.set_scenario(access_token_lifetime=1)
     configured.login(cloud, JSMITH_UPN)
     cloud.set_scenario(access_token_lifetime=None)
-    assert configured.send("--to", "a@example.com").returncode == EXIT_OK
+    # -vv: debug logging of the refresh (MSAL, requests) and the SMTP session.
+    assert configured.run("-vv", "send", "--to", "a@example.com").returncode == EXIT_OK
     configured.ok("status")
     configured.ok("status", "--json")
     configured.ok("config", "show")
-    configured.ok("config", "show", "--json")
     configured.ok("config", "export")
-    configured.run("-vv", "send", "--to", "a@example.com")
-    cloud.set_scenario(refresh_revoked=True, access_token_lifetime=1)
-    configured.login(cloud, JSMITH_UPN)
-    configured.run("-vv", "send", "--to", "a@example.com")
 
     database = configured.data_dir / "mailgate.db"
     assert database.stat().st_size > 0

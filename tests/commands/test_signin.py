@@ -199,7 +199,7 @@ def test_sign_in_failure_says_what_to_do(
     said = _failed_login(configured, cloud, JSMITH_UPN if approve else None)
     for phrase in phrases:
         assert phrase in said
-    assert configured.json("status")["signed_in"] is False
+    assert configured.quick_json("status")["signed_in"] is False
 
 
 def test_admin_consent_required_points_to_the_consent_url(
@@ -265,7 +265,7 @@ def test_dead_refresh_token_asks_for_a_new_sign_in(
     assert "sign-in again" in said
     assert "mailgate login" in said
 
-    status = configured.json("status")
+    status = configured.quick_json("status")
     assert status["needs_sign_in"] is True
     assert status["last_error"] == code
     assert "Sign-in needed: run `mailgate login`." in configured.ok("status").stdout
@@ -293,7 +293,7 @@ def test_21vianet_end_to_end_with_a_large_attachment(
     """`mailgate init`, provider exchange-online-21vianet, login, approve, send report.pdf."""
     sim = prepare(sim_21vianet, expires_in_as_string=True)
     cli = configure(Cli(tmp_path / "data", transcript), sim, provider="exchange-online-21vianet")
-    shown = cli.json("config", "show")
+    shown = cli.quick_json("config", "show")
     assert shown["oauth.scope"] == (
         "https://partner.outlook.cn/SMTP.Send offline_access openid email"
     )

@@ -60,7 +60,7 @@ class Mailgate:
         return [sys.executable, "-m", "mailgate", "--data-dir", str(self.data_dir), *args]
 
     def run(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        return subprocess.run(
             self.argv(*args),
             capture_output=True,
             text=True,
@@ -100,7 +100,7 @@ class Mailgate:
 
     def login(self, sim: SimulatorThread, upn: str = SCANNER) -> None:
         """`mailgate login --json`, approved on the simulator as *upn*."""
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        process = subprocess.Popen(
             self.argv("login", "--json"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -121,7 +121,8 @@ class Mailgate:
                 process.communicate()
         assert process.returncode == 0, (first + out, err)
         last = json.loads(out.strip().splitlines()[-1])
-        assert last["event"] == "signed_in" and last["upn"] == upn, last
+        assert last["event"] == "signed_in", last
+        assert last["upn"] == upn, last
 
 
 @dataclass
@@ -138,7 +139,7 @@ class Serve:
         ready.unlink(missing_ok=True)
         log_path = workdir / "serve.log"
         with log_path.open("ab") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            process = subprocess.Popen(
                 # No admin console: it would take its fixed default port (8025).
                 mailgate.argv(
                     "serve",

@@ -47,8 +47,9 @@ if TYPE_CHECKING:
     default=None,
     help=(
         "Once listening, write the bound addresses here as JSON "
-        '({"pid": N, "smtp": [{"host": H, "port": P, "implicit_tls": false}]}), '
-        "for supervisors and scripts; removed again when serve stops."
+        '({"pid": N, "smtp": [{"host": H, "port": P, "implicit_tls": false}], '
+        '"console": URL or null}), for supervisors and scripts; removed again when serve '
+        "stops."
     ),
 )
 @click.option(
@@ -71,7 +72,7 @@ def serve_command(
     """Run the gateway: accept mail from devices and deliver it through the provider."""
     import logging
 
-    from mailgate.service import serve
+    from mailgate.service import AlreadyServing, serve, serving_lock
 
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
@@ -81,10 +82,15 @@ def serve_command(
         where = parse_endpoint(console, 8025) if not console.isdigit() else None
         override.console_host = where.host if where else None
         override.console_port = where.port if where else int(console)
-    store, settings = store_and_settings(ctx)
+    store = open_store(ctx)
     with store:
+        # Incomplete settings are fine: mail is held until the console completes them.
+        settings = store.settings(allow_incomplete=True)
         try:
-            asyncio.run(serve(store, settings, override, ready_file))
+            with serving_lock(store.data_dir):
+                asyncio.run(serve(store, settings, override, ready_file))
+        except AlreadyServing as error:
+            fail(str(error))
         except OSError as error:
             fail(
                 f"cannot listen: {error.strerror or error}. Is another mailgate or mail "

@@ -156,6 +156,17 @@ class Settings:
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    #: False when the outbound side is not set up yet (no provider, server or client ID):
+    #: `outbound` is then a placeholder and nothing may be sent. Only
+    #: `Store.settings(allow_incomplete=True)` returns such settings (for `serve`, whose
+    #: console is where the administrator completes them).
+    configured: bool = True
+    #: Why the outbound side is incomplete, with what to do (when not configured).
+    missing: str = ""
+
+
+#: The outbound placeholder of settings that are not configured yet.
+UNCONFIGURED_OUTBOUND = OutboundConfig("none", Endpoint("", 0), Security.STARTTLS, None)
 
 
 @dataclass(frozen=True)

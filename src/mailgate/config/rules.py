@@ -29,6 +29,7 @@ from mailgate.config.keys import (
     validate_tenant,
 )
 from mailgate.config.model import (
+    UNCONFIGURED_OUTBOUND,
     ConsoleConfig,
     DeliveryConfig,
     ListenerConfig,
@@ -166,13 +167,24 @@ def displayed_values(values: Values) -> dict[str, SettingValue]:
     return shown
 
 
-def build_settings(values: Values, env: Mapping[str, str]) -> Settings:
-    """The typed view (model.Settings) of stored values; raises when something is missing."""
+def build_settings(
+    values: Values, env: Mapping[str, str], allow_incomplete: bool = False
+) -> Settings:
+    """The typed view (model.Settings) of stored values; raises NotConfiguredError when the
+    outbound side is incomplete, unless *allow_incomplete* (then `configured` is False)."""
     # MAILGATE_CA_BUNDLE wins over the setting, as environment variables usually do.
     ca_bundle = env.get(ENV_CA_BUNDLE) or str(values.get("network.ca_bundle", ""))
     allowed = values.get("sender.allowed", [])
+    try:
+        outbound, missing = _outbound(values), ""
+    except NotConfiguredError as error:
+        if not allow_incomplete:
+            raise
+        outbound, missing = UNCONFIGURED_OUTBOUND, str(error)
     return Settings(
-        outbound=_outbound(values),
+        outbound=outbound,
+        configured=not missing,
+        missing=missing,
         trust=TrustConfig(
             ca_bundle=Path(ca_bundle) if ca_bundle else None,
             https_proxy=str(values.get("network.https_proxy", "")) or None,

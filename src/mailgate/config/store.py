@@ -309,9 +309,14 @@ class Store:
             self._write_values(conn, changes)
         return changes
 
-    def settings(self, env: Mapping[str, str] | None = None) -> Settings:
-        """The typed view others consume; raises NotConfiguredError when incomplete."""
-        return rules.build_settings(self.values(), os.environ if env is None else env)
+    def settings(
+        self, env: Mapping[str, str] | None = None, allow_incomplete: bool = False
+    ) -> Settings:
+        """The typed view others consume; raises NotConfiguredError when incomplete, unless
+        *allow_incomplete* (then ``settings.configured`` is False)."""
+        return rules.build_settings(
+            self.values(), os.environ if env is None else env, allow_incomplete
+        )
 
     def all_values(self, show_secrets: bool = False) -> dict[str, SettingValue]:
         """Every key as `config show` presents it; secrets as "(set)"/"(not set)".

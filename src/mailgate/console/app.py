@@ -122,6 +122,8 @@ class ConsoleServer:
         self.app, self.host, self.port, self.tls = app, host, port, tls
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
+        #: The console's URL once started.
+        self.url = ""
 
     async def start(self) -> tuple[str, int]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -131,7 +133,14 @@ class ConsoleServer:
         sock.listen(100)
         sock.setblocking(False)
         self._socket = sock
-        config = uvicorn.Config(self.app, lifespan="off", log_level="warning", access_log=False)
+        # Browsers keep connections alive; do not let them hold up a stop.
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
         config.load()
         if self.tls is not None:
             config.ssl = self.tls
@@ -140,6 +149,7 @@ class ConsoleServer:
         await server.startup(sockets=[sock])
         self._server = server
         bound = sock.getsockname()
+        self.url = console_url(str(bound[0]), int(bound[1]), self.tls is not None)
         return str(bound[0]), int(bound[1])
 
     async def stop(self) -> None:

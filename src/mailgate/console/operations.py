@@ -13,7 +13,7 @@ from typing import Any
 
 from mailgate.account import sender_address
 from mailgate.config.errors import ConfigError, NotConfiguredError, ValidationError
-from mailgate.config.model import ConsoleConfig, Settings
+from mailgate.config.model import Settings
 from mailgate.config.presets import PRESETS
 from mailgate.console.state import Console
 from mailgate.gateway.queue import State
@@ -39,14 +39,9 @@ def current_settings(console: Console) -> Settings | None:
 
 
 def restart_needed(console: Console) -> bool:
-    """Settings saved since `serve` started that the running gateway does not use yet."""
-    saved = current_settings(console)
-    if saved is None:
-        return False
-    running = console.gateway.settings
-    return dataclasses.replace(saved, console=ConsoleConfig()) != dataclasses.replace(
-        running, console=ConsoleConfig()
-    )
+    """Settings saved that only a restart of `serve` applies (listener, console addresses,
+    number of connections); the rest the gateway picks up by itself within seconds."""
+    return console.gateway.restart_needed()
 
 
 def status(console: Console) -> dict[str, Any]:

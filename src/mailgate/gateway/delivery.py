@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import socket
@@ -175,6 +176,11 @@ class DeliveryEngine:
         await self.db(self.queue.release_owner, self.owner, self.clock())
         self._tasks = []
 
+    def apply(self, settings: DeliverySettings) -> None:
+        """New settings from a reload; the number of workers stays until a restart."""
+        self.settings = dataclasses.replace(settings, max_connections=self.settings.max_connections)
+        self.pacer.limits = settings.limits
+
     def wake(self) -> None:
         """New mail, a new sign-in, or shutdown: workers look at the queue again."""
         self._wake.set()
@@ -224,7 +230,8 @@ class DeliveryEngine:
                     # good: log it, and retry the message later like a 4xx.
                     log.exception("message %s: unexpected error while delivering", claimed[0].id)
                     upstream = await _close(upstream)
-                    await self._apply(claimed[0], await self._failed(claimed[0], INTERNAL, ""))
+                    failure = await self._failed(claimed[0], INTERNAL, "internal error")
+                    await self._apply(claimed[0], failure)
                 idle_since = self.clock()
         finally:
             await _close(upstream)
@@ -266,7 +273,9 @@ class DeliveryEngine:
     async def _deliver(self, claimed: Claimed, upstream: Upstream | None) -> Upstream | None:
         identity = await self.identity()
         if identity is None:
-            await self._hold_for_sign_in(claimed, "nobody is signed in")
+            await self._hold_for_sign_in(
+                claimed, "no account to send as: configure the provider and sign in"
+            )
             return await _close(upstream)
         try:
             prepared = prepare(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import tempfile
@@ -40,6 +41,19 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+async def _abort_leftover_transports() -> None:
+    """Close what this loop still owns after the servers stopped: connections uvicorn no
+    longer tracks (a TLS handshake or shutdown cut short by a client that went away). Left
+    alone they would outlive the loop and be reported as unclosed. The simulator is a test
+    double; a production server would not need this sweep."""
+    loop = asyncio.get_running_loop()
+    for obj in gc.get_objects():
+        if isinstance(obj, asyncio.BaseTransport) and getattr(obj, "_loop", None) is loop:
+            if not obj.is_closing() and hasattr(obj, "abort"):
+                obj.abort()
+    await asyncio.sleep(0)
 
 
 class Simulator:
@@ -172,6 +186,7 @@ class Simulator:
                 await self._uvicorn_task
         if self.smtp is not None:
             await self.smtp.stop()
+        await _abort_leftover_transports()
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

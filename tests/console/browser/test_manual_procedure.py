@@ -1,0 +1,121 @@
+"""The vendor manual's whole procedure, done in the console as a new administrator does it.
+
+Fresh data directory, nothing configured: `serve` prints the setup link → admin password →
+CA bundle (the simulator's CA stands for a TLS-inspecting proxy's) → SMTP server page with
+the 21Vianet preset → Save → "Enter authentication code" → Next → the code → approved on the
+simulated Microsoft page as a mailbox whose UPN differs from its primary address → success →
+test send → the queue shows it sent → the simulator's mailbox has it from the primary address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+from mailgate.sim.server import SimulatorThread
+from tests.console.browser.browsing import (
+    CLIENT_ID,
+    JSMITH_PRIMARY,
+    JSMITH_UPN,
+    Served,
+    approve_on_simulator,
+    create_admin,
+    wait_for_state,
+)
+from tests.gateway.e2e_helpers import Mailgate, delivered, wait_until
+
+Shot = Callable[[Page, str], Path]
+RECIPIENT = "someone@contoso.cn"
+
+
+def test_manual_procedure_in_english(
+    mailgate: Mailgate,
+    serve: Callable[[], Served],
+    cloud: SimulatorThread,
+    context: BrowserContext,
+    page: Page,
+    screenshot: Shot,
+) -> None:
+    mailgate.ok("init")
+    served = serve()
+
+    # The manual's step 2: the administrator logs in (here: creates the password first).
+    assert served.setup_link is not None, served.log()
+    page.goto(served.setup_link)
+    expect(page.locator("#token")).not_to_have_value("")
+    screenshot(page, "01-setup")
+    create_admin(page, served)
+
+    # Step 3: network settings; the extra CA bundle lets mailgate trust the simulator.
+    page.click("#nav-settings")
+    page.fill("#network_ca_bundle", str(cloud.ca_path))
+    page.click("#save")
+    expect(page.locator("#saved")).to_be_visible()
+    screenshot(page, "02-settings")
+
+    # Steps 4-6: SMTP server page, provider preset and the four fields.
+    page.click("#nav-smtp")
+    page.select_option("#provider", "exchange-online-21vianet")
+    expect(page.locator("#oauth-fields")).to_be_visible()
+    expect(page.locator("#plain-fields")).to_be_hidden()
+    page.fill("#server", f"127.0.0.1:{cloud.smtp_port}")
+    page.fill("#host", cloud.idp_hostport)
+    page.fill("#client_id", CLIENT_ID)
+    screenshot(page, "03-smtp-server")
+    page.click("#save")
+
+    # Step 7: Save leads to "Enter authentication code" → Next → a code is shown.
+    page.wait_for_url(served.url + "signin")
+    expect(page.locator("#wizard-intro")).to_be_visible()
+    screenshot(page, "04-enter-authentication-code")
+    page.click("#wizard-next")
+    code = page.locator("#user-code")
+    expect(code).to_be_visible()
+    expect(page.locator("#qr")).to_be_visible()
+    verification_uri = page.get_attribute("#verification-uri", "href")
+    assert verification_uri is not None
+    assert verification_uri.endswith("/deviceloginchina"), verification_uri
+    screenshot(page, "05-code")
+
+    # The person signs in at "Microsoft" with the sending account and approves.
+    microsoft = approve_on_simulator(context, verification_uri, code.inner_text(), JSMITH_UPN)
+    screenshot(microsoft, "06-microsoft-approved")
+    microsoft.close()
+
+    # The wizard follows the sign-in by itself and ends on success (SPEC rows 9-10).
+    expect(page.locator("#wizard-success")).to_be_visible()
+    expect(page.locator("#signed-in-upn")).to_have_text(JSMITH_UPN)
+    expect(page.locator("#signed-in-address")).to_have_text(JSMITH_PRIMARY)
+    screenshot(page, "07-signed-in")
+
+    # Test send → the message page → sent.
+    page.click("#to-test")
+    page.fill("#to", RECIPIENT)
+    page.fill("#subject", "mailgate console test")
+    page.click("#send")
+    page.wait_for_url("**/queue/*")
+    wait_for_state(page, "sent")
+    screenshot(page, "08-message-sent")
+
+    page.click("#nav-queue")
+    row = page.locator("#queue-table tbody tr", has_text=RECIPIENT)
+    expect(row).to_have_count(1)
+    expect(row).to_have_class("state-sent")
+    screenshot(page, "09-queue")
+
+    page.click("#nav-status")
+    expect(page.locator("#upn")).to_have_text(JSMITH_UPN)
+    expect(page.locator("#sender-address")).to_have_text(JSMITH_PRIMARY)
+    screenshot(page, "10-status")
+
+    # In the simulated Exchange mailbox: sent by the UPN, from the primary address.
+    wait_until(lambda: bool(delivered(cloud)), 10, "the message at the simulator")
+    (stored,) = delivered(cloud)
+    summary = stored.summary()
+    assert summary["upn"] == JSMITH_UPN
+    assert summary["rcpt_tos"] == [RECIPIENT]
+    assert summary["mail_from"] == JSMITH_PRIMARY
+    assert JSMITH_PRIMARY in summary["from"], summary
+    assert summary["subject"] == "mailgate console test"
