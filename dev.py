@@ -22,7 +22,8 @@ VENV = ROOT / ".venv"
 BIN = VENV / "bin"
 STAMP = VENV / ".mailgate-installed"
 #: Debian packages whose programs the tests run as real clients (command -> package).
-SYSTEM_TOOLS = {"swaks": "swaks", "msmtp": "msmtp"}
+#: chromium: the console's browser tests (Playwright's own browser download is not used).
+SYSTEM_TOOLS = {"swaks": "swaks", "msmtp": "msmtp", "chromium": "chromium"}
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None) -> int:

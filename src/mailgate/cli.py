@@ -1,7 +1,7 @@
 """The `mailgate` command line. It parses arguments, calls the services, and prints.
 
-Commands that later work will fill exist already so `--help` shows the whole product, but
-none pretends to work: until built, each says so and exits 2.
+Command bodies live in mailgate.commands (and mailgate.config.commands); this module
+registers them, and holds the two that only start things: `sim` and `demo`.
 """
 
 from __future__ import annotations
@@ -23,17 +23,6 @@ from mailgate.commands.send import send_command
 from mailgate.commands.signin import login_command, logout_command, status_command
 from mailgate.config.commands import config_group, init_command
 from mailgate.config.paths import CliState
-
-EXIT_USAGE = 2
-
-
-def _not_available(name: str) -> None:
-    click.echo(
-        f"mailgate {name}: not available yet in this version ({__version__}). "
-        "Run `mailgate --help` to see what works today.",
-        err=True,
-    )
-    sys.exit(EXIT_USAGE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -150,9 +139,9 @@ def _print_sim_info(info: dict[str, object]) -> None:
 @click.option(
     "--profile",
     type=click.Choice(["global", "21vianet", "gcc-high", "consumers"]),
-    default="global",
+    default="21vianet",
     show_default=True,
-    help="Which Microsoft cloud the simulator plays.",
+    help="Which Microsoft cloud the simulator plays (21Vianet: the manual's own).",
 )
 @click.option(
     "--auto-approve",
@@ -180,13 +169,6 @@ def demo(profile: str, auto_approve: str | None, once: bool, keep: Path | None, 
     from mailgate.demo import run_demo
 
     sys.exit(run_demo(profile, auto_approve, once, keep, port))
-
-
-def _placeholder(name: str, help_text: str) -> None:
-    @main.command(name=name, help=help_text, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        _not_available(name)
 
 
 main.add_command(init_command)

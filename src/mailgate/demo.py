@@ -2,8 +2,9 @@
 
 Everything the product does, on one machine, with nothing from the internet: the gateway
 signs in like the device in the vendor manual (a code, approved on the simulator's
-sign-in page), listens for plain SMTP like a printer's mail server, and delivers through
-the simulated Exchange Online with XOAUTH2. A first message goes through by itself.
+sign-in page), listens for plain SMTP like a printer's mail server, delivers through the
+simulated Exchange Online with XOAUTH2, and serves its admin console. A first message goes
+through by itself. The default cloud is 21Vianet's, the one the manual was written for.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import segno
@@ -24,8 +26,11 @@ import segno
 from mailgate.account import device_sign_in
 from mailgate.config.store import Store, init_data_dir
 from mailgate.identity.errors import SignInError
-from mailgate.service import Gateway, ListenOverride
+from mailgate.service import Gateway, ListenOverride, start_console
 from mailgate.sim.server import SimulatorThread
+
+if TYPE_CHECKING:
+    from mailgate.console.app import ConsoleServer
 
 #: A made-up app registration: the simulator accepts any well-formed client ID.
 DEMO_CLIENT_ID = "00000000-0000-4000-8000-00000000d3e0"
@@ -48,11 +53,10 @@ def _configure(store: Store, sim: SimulatorThread, profile: str) -> None:
 
 
 def _sign_in(store: Store, sim: SimulatorThread, auto_approve: str | None) -> str:
-    sim.set_scenario(poll_interval=2)
     flow = device_sign_in(store, store.settings())
     try:
         code = flow.start()
-        click.echo("mailgate signs in like the device in the manual. To approve it, open")
+        click.echo("\nmailgate signs in like the device in the manual. To approve it, open")
         click.echo(f"    {code.verification_uri}")
         click.echo(f"and enter the code  {code.user_code}")
         segno.make(code.verification_uri, error="l").terminal(compact=True)
@@ -70,10 +74,10 @@ def _sign_in(store: Store, sim: SimulatorThread, auto_approve: str | None) -> st
     return result.primary_address
 
 
-def _send_first_message(port: int, sender: str) -> None:
+def _send_first_message(port: int, recipient: str) -> None:
     message = EmailMessage()
     message["From"] = "Scan to E-mail <mfp-3f@printer.local>"
-    message["To"] = sender
+    message["To"] = recipient
     message["Subject"] = "mailgate demo: scanned document"
     message.set_content(
         "A printer sent this with plain SMTP; mailgate delivered it with XOAUTH2.\n"
@@ -91,32 +95,49 @@ async def _wait_delivered(sim: SimulatorThread, count: int, limit: float = 60.0)
     return False
 
 
-async def _run_gateway(
-    store: Store, sim: SimulatorThread, sender: str, once: bool, port: int
-) -> int:
-    # The port asked for (mailgate's 2525 by default) when free; any free port otherwise.
-    gateway = Gateway(store, store.settings(), ListenOverride("127.0.0.1", port))
+async def _start(
+    store: Store, port: int, console: bool
+) -> tuple[Gateway, int, ConsoleServer | None]:
+    override = ListenOverride("127.0.0.1", port, console_host="127.0.0.1", console_port=8025)
     try:
+        gateway = Gateway(store, store.settings(), override)
         bound = await gateway.start()
-    except OSError:
+    except OSError:  # the asked-for port is busy: any free one
         await gateway.stop(grace=1)
-        gateway = Gateway(store, store.settings(), ListenOverride("127.0.0.1", 0))
+        override.port = 0
+        gateway = Gateway(store, store.settings(), override)
         bound = await gateway.start()
-    port = bound[0][1]  # the port actually bound
+    server: ConsoleServer | None = None
+    if console:
+        try:
+            server = await start_console(gateway, override, bound)
+        except OSError:
+            override.console_port = 0
+            server = await start_console(gateway, override, bound)
+    return gateway, bound[0][1], server
+
+
+async def _run(
+    store: Store, sim: SimulatorThread, auto_approve: str | None, once: bool, port: int
+) -> int:
+    gateway, port, console = await _start(store, port, console=not once)
     try:
-        click.echo(f"\nThe gateway listens for plain SMTP on 127.0.0.1:{port}.")
+        click.echo(f"The gateway listens for plain SMTP on 127.0.0.1:{port}.")
+        if console is not None:
+            click.echo(f"Admin console: {console.url}")
+            click.echo(f"  first visit: {console.setup_url}")
+        sender = await asyncio.to_thread(_sign_in, store, sim, auto_approve)
         await asyncio.to_thread(_send_first_message, port, sender)
-        delivered = await _wait_delivered(sim, 1)
-        mailbox = f"{sim.idp_url}/_sim/mailbox"
-        if not delivered:
+        if not await _wait_delivered(sim, 1):
             click.echo("The first message was not delivered in time; see `mailgate queue list`.")
             return 1
+        mailbox = f"{sim.idp_url}/_sim/mailbox"
         click.echo(f"A first message went device -> mailgate -> simulated Exchange: {mailbox}")
         if once:
             return 0
         click.echo(
             f"Point a device (or `swaks --server 127.0.0.1:{port} --to someone@example.com`) "
-            "at the gateway. Ctrl-C stops the demo."
+            "at the gateway; manage it in the console. Ctrl-C stops the demo."
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -124,7 +145,13 @@ async def _run_gateway(
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
         return 0
+    except SignInError as error:
+        problem = error.problem
+        click.echo(f"Sign-in failed: {problem.title}. {problem.what_to_do}", err=True)
+        return 1
     finally:
+        if console is not None:
+            await console.stop()
         await gateway.stop(grace=5)
 
 
@@ -133,20 +160,15 @@ def run_demo(
 ) -> int:
     with contextlib.ExitStack() as stack:
         if data_dir is None:
-            data_dir = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="mailgate-demo-"))
-            )
-            data_dir = data_dir / "data"
+            temp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailgate-demo-")))
+            data_dir = temp / "data"
         sim = stack.enter_context(SimulatorThread(profile=profile))
+        sim.set_scenario(poll_interval=2)
+        accounts = ", ".join(m.upn for m in sim.state.directory)
         click.echo(f"Simulated Microsoft cloud ({profile}) is up: {sim.idp_url}")
-        click.echo(f"Data directory of this demo: {data_dir}\n")
+        click.echo(f"  its accounts: {accounts}")
+        click.echo(f"Data directory of this demo: {data_dir}")
         store = stack.enter_context(init_data_dir(data_dir))
         _configure(store, sim, profile)
-        try:
-            sender = _sign_in(store, sim, auto_approve)
-        except SignInError as error:
-            problem = error.problem
-            click.echo(f"Sign-in failed: {problem.title}. {problem.what_to_do}", err=True)
-            return 1
-        return asyncio.run(_run_gateway(store, sim, sender, once, port))
+        return asyncio.run(_run(store, sim, auto_approve, once, port))
     return 1

@@ -320,7 +320,7 @@ async def serve(
             "mailgate: no provider is configured yet; mail is accepted and held. %s",
             settings.missing,
         )
-    console = await _start_console(gateway, override, bound) if override.console_enabled else None
+    console = await start_console(gateway, override, bound) if override.console_enabled else None
     with ready_file_written(ready_file, bound, console.url if console is not None else None):
         await stop.wait()
     log.warning("mailgate: stopping; messages in flight get 30 s, the rest stay queued")
@@ -329,7 +329,7 @@ async def serve(
     await gateway.stop()
 
 
-async def _start_console(
+async def start_console(
     gateway: Gateway, override: ListenOverride, bound: list[tuple[str, int, bool]]
 ) -> ConsoleServer:
     """The admin console on its own port; until an admin password exists, print the
@@ -346,5 +346,6 @@ async def _start_console(
     url = console_url(host, port, server.tls is not None)
     log.warning("mailgate: admin console at %s", url)
     if first_run:
-        log.warning("mailgate: create the admin password at %ssetup?token=%s", url, token)
+        server.setup_url = f"{url}setup?token={token}"
+        log.warning("mailgate: create the admin password at %s", server.setup_url)
     return server

@@ -234,7 +234,9 @@ def test_sign_in_failure_as_json_is_one_error_event(
 
 
 def test_token_endpoint_unavailable_is_temporary(cloud: SimulatorThread, configured: Cli) -> None:
-    cloud.set_scenario(token_endpoint="503")
+    # A passing outage does not end the sign-in: login polls on while the code lives, and
+    # only when the code has expired does it report the outage (not "nobody approved").
+    cloud.set_scenario(token_endpoint="503", device_code_lifetime=3)
     login = configured.start_login(as_json=False)
     login.code()
     result = login.finish()
@@ -244,6 +246,18 @@ def test_token_endpoint_unavailable_is_temporary(cloud: SimulatorThread, configu
     assert "unavailable" in said
     assert "temporary" in said
     assert "mailgate login" in said
+
+
+def test_sign_in_survives_a_passing_outage(cloud: SimulatorThread, configured: Cli) -> None:
+    cloud.set_scenario(token_endpoint="503")
+    login = configured.start_login(as_json=True)
+    code = login.code()["user_code"]
+    time.sleep(1.5)  # at least one poll meets the outage
+    cloud.set_scenario(token_endpoint="ok")
+    cloud.sign_in(code, JSMITH_UPN, True)
+    result = login.finish()
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert '"event": "signed_in"' in result.stdout
 
 
 @pytest.mark.parametrize(

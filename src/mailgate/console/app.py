@@ -122,8 +122,10 @@ class ConsoleServer:
         self.app, self.host, self.port, self.tls = app, host, port, tls
         self._server: uvicorn.Server | None = None
         self._socket: socket.socket | None = None
-        #: The console's URL once started.
+        #: The console's URL once started, and the one-time setup link while no admin
+        #: password exists (set by whoever starts it).
         self.url = ""
+        self.setup_url = ""
 
     async def start(self) -> tuple[str, int]:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

@@ -7,6 +7,7 @@ are kept as argon2id hashes; a wrong password costs the same time as a right one
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from dataclasses import dataclass
@@ -30,8 +31,13 @@ device_accounts = Table(
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{1,200}$")
 _hasher = PasswordHasher()
-# Verifying against this keeps the time of an unknown user equal to a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verifying against this keeps the time of an unknown user equal to a wrong password.
+    Made on first use: hashing costs ~0.4 s, which every command would pay at import."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class DeviceAccounts:
                 )
             ).scalar()
         try:
-            return bool(_hasher.verify(stored or _DUMMY_HASH, password)) and stored is not None
+            return bool(_hasher.verify(stored or _dummy_hash(), password)) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 

@@ -107,13 +107,13 @@ _BY_CODE: dict[int, _Entry] = {
     ),
     70019: _Entry(
         "The code expired",
-        "Nobody entered and approved the code before it expired (15 minutes).",
+        "Nobody entered and approved the code before it expired.",
         _SIGN_IN_AGAIN + " Enter the new code promptly.",
         needs_sign_in=True,
     ),
     70020: _Entry(
         "The code expired",
-        "Nobody entered and approved the code before it expired (15 minutes).",
+        "Nobody entered and approved the code before it expired.",
         _SIGN_IN_AGAIN + " Enter the new code promptly.",
         needs_sign_in=True,
     ),

@@ -224,22 +224,32 @@ class DeviceCodeSignIn:
         if app is None:
             raise RuntimeError("start() must succeed before wait()")
         flow = code.msal_flow
+        passing: SignInProblem | None = None
         while True:
             if should_stop():
                 raise IdentityError(_cancelled())
-            # exit_condition=True: one request per call; the waiting is ours, so it can stop.
-            reply: dict[str, Any] = call_msal(
-                lambda: app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True),
-                self.oauth,
-            )
+            try:
+                # exit_condition=True: one request per call; the waiting is ours, so it can stop.
+                reply: dict[str, Any] = call_msal(
+                    lambda: app.acquire_token_by_device_flow(flow, exit_condition=lambda _: True),
+                    self.oauth,
+                )
+            except IdentityError as exc:  # no reply at all (network)
+                if not exc.problem.retryable:
+                    raise
+                reply, passing = {"error": "authorization_pending"}, exc.problem
             if "access_token" in reply:
                 return reply
             if reply.get("error") not in _KEEP_POLLING:
-                raise IdentityError(classify(reply, self.oauth))
+                problem = classify(reply, self.oauth)
+                if not problem.retryable:
+                    raise IdentityError(problem)
+                # A passing fault (503, throttling): the code stays valid; keep polling.
+                passing = problem
             now = self._clock()
             # The server says expired_token itself; this only guards against one that never does.
             if now > code.expires_at + code.interval:
-                raise IdentityError(_expired())
+                raise IdentityError(passing or _expired())
             self._emit(Pending(code.seconds_left(now)))
             # MSAL adds 5 s to flow["interval"] on slow_down (RFC 8628 section 3.5).
             self._nap(seconds(flow.get("interval"), code.interval), should_stop)

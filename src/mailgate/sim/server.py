@@ -50,9 +50,9 @@ async def _abort_leftover_transports() -> None:
     double; a production server would not need this sweep."""
     loop = asyncio.get_running_loop()
     for obj in gc.get_objects():
-        if isinstance(obj, asyncio.BaseTransport) and getattr(obj, "_loop", None) is loop:
-            if not obj.is_closing() and hasattr(obj, "abort"):
-                obj.abort()
+        mine = isinstance(obj, asyncio.BaseTransport) and getattr(obj, "_loop", None) is loop
+        if mine and not obj.is_closing() and hasattr(obj, "abort"):
+            obj.abort()
     await asyncio.sleep(0)
 
 

@@ -28,7 +28,6 @@ WAIT_MS = 20_000
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 45.0
 
-_CONSOLE_URL = re.compile(r"admin console at (http\S+/)")
 _SETUP_LINK = re.compile(r"create the admin password at (http\S+)")
 
 
@@ -74,14 +73,14 @@ class Served:
                 process.wait()
                 raise AssertionError(f"serve did not start:\n{log_path.read_text()}")
             time.sleep(0.05)
-        # The ready file is written after the console has started and logged its address.
-        (listening,) = json.loads(ready.read_text())["smtp"]
+        info = json.loads(ready.read_text())
+        (listening,) = info["smtp"]
+        assert info["console"], info
+        # The ready file is written after the console has logged the setup link.
         text = log_path.read_bytes()[offset:].decode(errors="replace")
-        url = _CONSOLE_URL.search(text)
-        assert url is not None, text
         setup = _SETUP_LINK.search(text)
         return cls(
-            process, log_path, int(listening["port"]), url.group(1), setup and setup.group(1)
+            process, log_path, int(listening["port"]), info["console"], setup and setup.group(1)
         )
 
     def log(self) -> str:
