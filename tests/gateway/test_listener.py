@@ -253,3 +253,27 @@ async def test_swaks_delivers(start_listener: Start) -> None:
     assert "250 2.0.0 OK: queued as" in result.stdout
     [info] = gw.queue.messages()
     assert info.subject == "from swaks"
+
+
+async def test_auth_brute_force_is_locked_out(start_listener: Start) -> None:
+    gw = await start_listener(InboundPolicy(auth_required=True))
+    gw.devices.add("printer-3f", "correct horse", 0.0)
+    gw.handler.throttle.max_failures = 3
+    ctx = client_context(gw.cert)
+
+    def attempt(password: str) -> int:
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as smtp:
+            smtp.starttls(context=ctx)
+            smtp.ehlo()
+            # One mechanism per attempt (login() would try PLAIN, then LOGIN).
+            smtp.user, smtp.password = "printer-3f", password
+            try:
+                smtp.auth("PLAIN", smtp.auth_plain)
+            except smtplib.SMTPAuthenticationError as refused:
+                return refused.smtp_code
+            return 235
+
+    codes = [await asyncio.to_thread(attempt, "wrong") for _ in range(3)]
+    assert codes == [535, 535, 535]
+    # Locked: even the right password is refused now, without being checked.
+    assert await asyncio.to_thread(attempt, "correct horse") == 454

@@ -63,3 +63,45 @@ STORED = "250 2.0.0 OK: queued as {id}"
 NOT_STORED = "451 4.3.0 Message not stored, please try again later"
 INTERNAL_ERROR = "451 4.3.0 Temporary server error, please try again later"
 AUTH_FAILED = "535 5.7.8 Authentication credentials invalid"
+
+
+class AuthThrottle:
+    """Device AUTH brute-force protection, per client address, with the clock passed in.
+
+    Each failure is remembered for *window* seconds; after *max_failures* of them the
+    address is locked out for *lockout* seconds (every AUTH attempt is refused without
+    checking the password). A success forgets the address's failures.
+    """
+
+    def __init__(self, max_failures: int = 5, window: float = 600.0, lockout: float = 900.0):
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def locked(self, client: str, now: float) -> bool:
+        until = self._locked_until.get(client)
+        if until is None:
+            return False
+        if now >= until:
+            del self._locked_until[client]
+            return False
+        return True
+
+    def failed(self, client: str, now: float) -> None:
+        recent = [t for t in self._failures.get(client, []) if now - t < self.window]
+        recent.append(now)
+        if len(recent) >= self.max_failures:
+            self._locked_until[client] = now + self.lockout
+            recent = []
+        self._failures[client] = recent
+        # Bounded memory under a spray from many addresses: forget the quiet ones.
+        if len(self._failures) > 10_000:
+            self._failures = {k: v for k, v in self._failures.items() if v}
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+
+AUTH_LOCKED = "454 4.7.0 Too many failed authentications from your address, try again later"

@@ -15,6 +15,7 @@ import base64
 import binascii
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -43,11 +44,19 @@ class ListenerStats:
 
 
 class GatewayHandler:
-    def __init__(self, policy: InboundPolicy, store: StoreFunc, verify: VerifyFunc | None) -> None:
+    def __init__(
+        self,
+        policy: InboundPolicy,
+        store: StoreFunc,
+        verify: VerifyFunc | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.policy = policy
         self.store = store
         self.verify = verify
         self.stats = ListenerStats()
+        self.clock = clock
+        self.throttle = inbound.AuthThrottle()
 
     async def handle_RCPT(
         self,
@@ -115,7 +124,7 @@ class GatewayHandler:
             return AuthResult(
                 success=False, handled=False, message="501 5.5.2 Malformed AUTH PLAIN response"
             )
-        return await self._check(parts[1], parts[2])
+        return await self._check(server, parts[1], parts[2])
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) == 2:
@@ -133,13 +142,20 @@ class GatewayHandler:
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)
-        return await self._check(username, password)
+        return await self._check(server, username, password)
 
-    async def _check(self, username: bytes, password: bytes) -> AuthResult:
+    async def _check(self, server: SMTP, username: bytes, password: bytes) -> AuthResult:
         user = username.decode("utf-8", "replace")
+        peer = server.session.peer if server.session is not None else None
+        client = peer[0] if isinstance(peer, tuple) else str(peer)
+        if self.throttle.locked(client, self.clock()):
+            log.warning("refused AUTH from %s: locked out after repeated failures", client)
+            return AuthResult(success=False, handled=False, message=inbound.AUTH_LOCKED)
         if self.verify is not None and await self.verify(user, password.decode("utf-8", "replace")):
+            self.throttle.succeeded(client)
             return AuthResult(success=True, auth_data=LoginPassword(username, b""))
-        log.warning("device authentication failed for user %r", user)
+        self.throttle.failed(client, self.clock())
+        log.warning("device authentication failed for user %r from %s", user, client)
         # A fixed pause slows guessing without locking a device out (RFC 4954 section 4).
         await asyncio.sleep(1.0)
         return AuthResult(success=False, handled=False, message=inbound.AUTH_FAILED)
