@@ -7,84 +7,16 @@ import shutil
 import smtplib
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 
-from mailgate.certs import ensure_self_signed
-from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.inbound import InboundPolicy
-from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
-from mailgate.gateway.queue import QueueStore
+from tests.gateway.listener_helpers import Start, client_context
 
 MESSAGE = (
     b"From: Scanner <mfp@printer.local>\r\nTo: a@contoso.com\r\n"
     b"Subject: Scan\r\n\r\n.dot\r\nbody\r\n"
 )
-
-
-@dataclass
-class Running:
-    port: int
-    queue: QueueStore
-    devices: DeviceAccounts
-    handler: GatewayHandler
-    cert: Path
-
-
-Start = Callable[..., Awaitable[Running]]
-
-
-@pytest.fixture
-async def start_listener(tmp_path: Path) -> AsyncIterator[Start]:
-    listeners: list[Listener] = []
-    writer = ThreadPoolExecutor(1)
-    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
-    queue = QueueStore(engine)
-    devices = DeviceAccounts(engine)
-    cert, key = ensure_self_signed(tmp_path, "smtp", "localhost")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-
-    async def start(policy: InboundPolicy | None = None, fail_store: bool = False) -> Running:
-        loop = asyncio.get_running_loop()
-
-        async def store(
-            sender: str,
-            rcpts: list[str],
-            data: bytes,
-            client: str,
-            helo: str,
-            user: str | None,
-            subject: str,
-        ) -> int:
-            if fail_store:
-                raise OSError(28, "No space left on device")
-            return await loop.run_in_executor(
-                writer, lambda: queue.accept(sender, rcpts, data, 0.0, client, helo, user, subject)
-            )
-
-        async def verify(user: str, password: str) -> bool:
-            return await loop.run_in_executor(None, devices.verify, user, password)
-
-        handler = GatewayHandler(policy or InboundPolicy(), store, verify)
-        listener = Listener(handler, [ListenSpec("127.0.0.1", 0)], context, "gw.test")
-        bound = await listener.start()
-        listeners.append(listener)
-        return Running(bound[0][1], queue, devices, handler, cert)
-
-    yield start
-    for listener in listeners:
-        await listener.stop()
-    writer.shutdown()
-
-
-def client_context(cert: Path) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(cert))
 
 
 def send(

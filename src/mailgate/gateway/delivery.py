@@ -139,6 +139,7 @@ class DeliveryEngine:
         self.draw = draw
         self.owner = owner or f"{socket.gethostname()}:{id(self):x}"
         self.pacer = SendPacer(self.settings.limits)
+        self._pacing = asyncio.Lock()
         self.signin_needed = False
         self._generation: float | None = None
         self._single_until = 0.0
@@ -304,17 +305,21 @@ class DeliveryEngine:
         return upstream
 
     async def _pace(self, claimed: Claimed, recipients: int) -> bool:
-        now = self.clock()
-        at = self.pacer.earliest(now, recipients)
-        if at - now > MAX_PACING_NAP:
-            until = time.strftime("%H:%M:%S", time.localtime(at))
-            note = f"waiting for Exchange's sending limits until {until}"
-            await self.db(self.queue.defer, claimed.id, now, at, None, note, False)
-            return False
-        if at > now:
-            await self.sleep(at - now)
-        self.pacer.record(self.clock(), recipients)
-        return True
+        # One worker at a time from "when may I send" to "recorded": otherwise two workers
+        # sleep until the same free slot and both take it (31 a minute, which Exchange delays).
+        async with self._pacing:
+            while True:
+                now = self.clock()
+                at = self.pacer.earliest(now, recipients)
+                if at - now > MAX_PACING_NAP:
+                    until = time.strftime("%H:%M:%S", time.localtime(at))
+                    note = f"waiting for Exchange's sending limits until {until}"
+                    await self.db(self.queue.defer, claimed.id, now, at, None, note, False)
+                    return False
+                if at <= now:
+                    self.pacer.record(now, recipients)
+                    return True
+                await self.sleep(at - now)
 
     async def _submit(
         self, claimed: Claimed, prepared: Prepared, part: list[str], upstream: Upstream | None

@@ -6,6 +6,7 @@ These are the answers the SMTP listener gives; the aiosmtpd adapter only carries
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,8 @@ class InboundPolicy:
     #: Recipients accepted per message; more than Exchange's 500 are sent in parts.
     max_recipients: int = 1000
     max_connections: int = 100
+    #: Seconds a client may stay silent before it is disconnected (RFC 5321 4.5.3.2.7: 5 min).
+    idle_timeout: float = 300.0
     auth_required: bool = False
     #: Offer AUTH without TLS (old printers cannot do STARTTLS). Off by default.
     auth_allow_plaintext: bool = False
@@ -54,6 +57,21 @@ def parse_networks(
             ) from None
     return tuple(parsed)
 
+
+# A mailbox as RFC 5321 4.1.2 writes it: a dot-atom or quoted local part, "@", a domain
+# or address literal. Loose on purpose (devices are sloppy), strict on what breaks parsing.
+_MAILBOX = re.compile(
+    r'^(?:"(?:[^"\\\r\n]|\\.)*"|[^\s"@<>()\[\],;:\\]+)@(?:[^\s@<>"]+|\[[^\]\s]+\])$'
+)
+
+
+def valid_mailbox(address: str) -> bool:
+    """Could *address* (without angle brackets) be a mailbox? Used for MAIL and RCPT."""
+    return len(address) <= 320 and _MAILBOX.match(address) is not None
+
+
+BAD_SENDER = "501 5.1.7 Bad sender address syntax"
+BAD_RECIPIENT = "501 5.1.3 Bad recipient address syntax"
 
 # Replies (RFC 5321 section 4.2, enhanced codes RFC 3463). Clients see these texts.
 REFUSED_NETWORK = "554 5.7.1 Access denied: this gateway does not accept mail from your address"

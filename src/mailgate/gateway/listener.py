@@ -58,6 +58,17 @@ class GatewayHandler:
         self.clock = clock
         self.throttle = inbound.AuthThrottle()
 
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        # The null sender (<>) is legitimate: delivery reports use it (RFC 5321 4.5.5).
+        # aiosmtpd hands the null sender over as "<>" and needs it non-empty to accept RCPT.
+        if address != "<>" and not inbound.valid_mailbox(address):
+            return inbound.BAD_SENDER
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
     async def handle_RCPT(
         self,
         server: SMTP,
@@ -66,6 +77,8 @@ class GatewayHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if not inbound.valid_mailbox(address):
+            return inbound.BAD_RECIPIENT
         if len(envelope.rcpt_tos) >= self.policy.max_recipients:
             return inbound.TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
@@ -258,7 +271,7 @@ class Listener:
                 auth_required=policy.auth_required,
                 auth_require_tls=not policy.auth_allow_plaintext,
                 auth_exclude_mechanism=[] if self.handler.verify else ["PLAIN", "LOGIN"],
-                timeout=300,
+                timeout=policy.idle_timeout,
             )
 
         return make
