@@ -141,3 +141,9 @@ def test_rewrite_property_body_untouched_and_from_is_sender(
     assert out.data.endswith(b"\r\n\r\n" + body)
     assert [a for _, a in header_addresses(out.data)] == [SENDER]
     assert b"\r\nFrom:" not in out.data.split(b"\r\n\r\n", 1)[0][1:]
+
+
+def test_rewrite_leaves_mail_already_from_the_sender_address() -> None:
+    data = msg(f"From: Scanner <{SENDER.upper()}>", "Subject: already right")
+    out = prepare(data, SENDER, SenderPolicy.REWRITE, SENDER)
+    assert out == type(out)(SENDER, data, ())

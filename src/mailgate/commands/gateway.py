@@ -79,9 +79,8 @@ def serve_command(
     override = _listen_override(listen)
     override.console_enabled = not no_console
     if console:
-        where = parse_endpoint(console, 8025) if not console.isdigit() else None
-        override.console_host = where.host if where else None
-        override.console_port = where.port if where else int(console)
+        host, port = _host_port(console, 8025)
+        override.console_host, override.console_port = host, port
     store = open_store(ctx)
     with store:
         # Incomplete settings are fine: mail is held until the console completes them.
@@ -103,18 +102,21 @@ def _listen_override(listen: str | None) -> ListenOverride:
     from mailgate.service import ListenOverride  # the gateway's imports are heavy
 
     override = ListenOverride()
-    if not listen:
-        return override
-    if listen.isdigit():
-        override.port = int(listen)
-        return override
+    if listen:
+        override.host, override.port = _host_port(listen, 2525)
+    return override
+
+
+def _host_port(text: str, default_port: int) -> tuple[str | None, int]:
+    """[HOST:]PORT of a --listen / --console option; port 0 means any free port."""
+    if text.isdigit():
+        return None, int(text)
     # Port 0 ("any free port") makes sense for a listener, not for a server setting, so
     # parse_endpoint refuses it: take it off before parsing the host.
-    head, _, tail = listen.rpartition(":")
+    head, _, tail = text.rpartition(":")
     any_port = tail == "0" and (":" not in head or head.endswith("]"))
-    endpoint = parse_endpoint(head if any_port else listen, 2525)
-    override.host, override.port = endpoint.host, 0 if any_port else endpoint.port
-    return override
+    endpoint = parse_endpoint(head if any_port else text, default_port)
+    return endpoint.host, 0 if any_port else endpoint.port
 
 
 @contextmanager

@@ -262,11 +262,9 @@ class DeliveryEngine:
             return
         self.signin_needed = False
         now = self.clock()
-        released = await self.db(
-            self.queue.release, None, now, "signed in again; released", SIGN_IN_HOLD
-        )
+        released = await self.db(self.queue.release, None, now, "signed in; released", SIGN_IN_HOLD)
         await self._event(
-            "info", "resumed", f"Signed in again: delivery resumed, {released} message(s) released."
+            "info", "resumed", f"Signed in: delivery resumed, {released} message(s) released."
         )
         self.wake()
 
@@ -275,7 +273,7 @@ class DeliveryEngine:
         identity = await self.identity()
         if identity is None:
             await self._hold_for_sign_in(
-                claimed, "no account to send as: configure the provider and sign in"
+                claimed, "there is no account to send as yet (configure the provider)"
             )
             return await _close(upstream)
         try:
@@ -422,9 +420,8 @@ class DeliveryEngine:
             await self._event(
                 "error",
                 "sign_in_needed",
-                f"Exchange refused the sign-in ({why}). All mail is held. "
-                "Sign in again (mailgate login, or the console's sign-in page); "
-                "delivery resumes by itself.",
+                f"All mail is held: {why}. Sign in (mailgate login, or the console's "
+                "sign-in page); delivery resumes by itself.",
             )
 
     async def _fail_all(self, claimed: Claimed, reply: str, note: str) -> None:

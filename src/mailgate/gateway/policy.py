@@ -60,12 +60,18 @@ def safe_display_name(name: str, address: str) -> str:
 
 
 def _must_rewrite(
-    policy: SenderPolicy, envelope_from: str, from_addresses: list[str], allowed: set[str]
+    policy: SenderPolicy,
+    envelope_from: str,
+    from_addresses: list[str],
+    allowed: set[str],
+    sender_address: str,
 ) -> bool:
     if policy is SenderPolicy.PASS_THROUGH:
         return False
     if policy is SenderPolicy.REWRITE:
-        return True
+        # Already the sender address, envelope and From alike: nothing to move to Reply-To.
+        mine = sender_address.lower()
+        return envelope_from.lower() != mine or {a.lower() for a in from_addresses} != {mine}
     senders = {a.lower() for a in [envelope_from, *from_addresses] if a}
     return not senders or not senders <= allowed
 
@@ -86,7 +92,9 @@ def prepare(
     fields, rest = split_fields(data)
     from_pairs = header_addresses(data)
     allowed_set = {a.lower() for a in (*allowed, sender_address)}
-    if not _must_rewrite(policy, envelope_from, [a for _, a in from_pairs], allowed_set):
+    if not _must_rewrite(
+        policy, envelope_from, [a for _, a in from_pairs], allowed_set, sender_address
+    ):
         return Prepared(envelope_from, data, ())
     if refuse_unlisted:
         raise PolicyRefused(

@@ -1,11 +1,11 @@
 """The console in a real browser: Debian's Chromium, headless, driven by Playwright's sync API.
 
 Theory of operation. Every test runs `mailgate serve` as a subprocess, exactly as an
-administrator starts it: SMTP listener and console on 127.0.0.1, port 0. The console's
-address and the one-time setup link are read from serve's log (the ready file tells only
-when serve is listening). One Chromium runs for the whole package; each test gets a fresh
-context (no cookies), which trusts any certificate because the simulated Microsoft pages on
-127.0.0.1 use the simulator's own CA. Chromium's flags keep it from calling anywhere else.
+administrator starts it: SMTP listener and console on 127.0.0.1, port 0. Their addresses
+come from the ready file, the one-time setup link from serve's log. One Chromium runs for
+the whole package; each test gets a fresh context (no cookies), which trusts any
+certificate because the simulated Microsoft pages on 127.0.0.1 use the simulator's own CA.
+Chromium's flags keep the browser itself quiet; a route refuses pages' requests elsewhere.
 
 Playwright's own browser download does not work on these machines: the browser is
 /usr/bin/chromium (Debian package `chromium`, installed by dev.py). Without it the tests skip.
@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
 from mailgate.sim.server import SimulatorThread
 from tests.console.browser.browsing import WAIT_MS, Served
@@ -55,15 +56,27 @@ def chromium() -> Iterator[Browser]:
 
 @pytest.fixture
 def context(chromium: Browser) -> Iterator[BrowserContext]:
-    """A browser profile of its own: no cookies, English, a desktop-sized window."""
+    """A browser profile of its own: no cookies, English, a desktop-sized window. A request
+    for anything but 127.0.0.1 (a CDN, a real Microsoft page) is refused and fails the test."""
     made = chromium.new_context(
         ignore_https_errors=True,  # only the simulator's pages on 127.0.0.1
         locale="en-US",
         viewport={"width": 1280, "height": 900},
     )
     made.set_default_timeout(WAIT_MS)
+    elsewhere: list[str] = []
+
+    def local_only(route: Route) -> None:
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    made.route("**/*", local_only)
     yield made
     made.close()
+    assert not elsewhere, f"the pages asked for more than 127.0.0.1: {elsewhere}"
 
 
 @pytest.fixture
