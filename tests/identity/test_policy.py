@@ -7,7 +7,9 @@ import pytest
 from mailgate.config.model import AccountState
 from mailgate.identity.tokens import (
     DAY,
+    AccessToken,
     keepalive_due,
+    margin_for,
     refresh_due,
     resign_in_deadline,
     still_usable,
@@ -76,3 +78,25 @@ def test_token_health(
     assert health.resign_in_warning is warning
     assert health.needs_sign_in is needs
     assert health.resign_in_deadline == T0 - days * DAY + 90 * DAY
+
+
+@pytest.mark.parametrize(
+    ("margin", "issued", "expires", "expected"),
+    [
+        (300.0, 0.0, 3600.0, 300.0),  # Microsoft's hour: the usual five minutes
+        (300.0, 0.0, 60.0, 30.0),  # a one-minute token: half its life, not "due at once"
+        (300.0, None, 60.0, 300.0),  # issue time unknown: the plain margin
+        (300.0, 100.0, 100.0, 300.0),  # nonsense lifetime: the plain margin
+    ],
+)
+def test_margin_is_at_most_half_the_lifetime(
+    margin: float, issued: float | None, expires: float, expected: float
+) -> None:
+    assert margin_for(margin, issued, expires) == expected
+
+
+def test_a_short_token_is_not_due_when_it_arrives() -> None:
+    token = AccessToken("t", "u@x.test", expires_at=1060.0, issued_at=1000.0)
+    assert not token.due(1000.0, 300.0)
+    assert not token.due(1029.0, 300.0)
+    assert token.due(1030.0, 300.0)

@@ -291,3 +291,20 @@ async def test_21vianet_refresh_with_string_expires_in(
     token = await manager.access_token()
     assert sim.state.counters.refresh_grants == 1
     assert token.expires_at > time.time() + 2 * HOUR + 3000
+
+
+async def test_one_minute_tokens_refresh_once_per_lifetime(
+    sim: SimulatorThread, tmp_path: Path, managers: list[TokenManager]
+) -> None:
+    """32 concurrent senders with tokens that live a minute (shorter than the usual
+    5-minute margin): one refresh per token lifetime, not one per sender."""
+    sim.set_scenario(poll_interval=1, access_token_lifetime=60)
+    memory = MemoryTokenCacheStore()
+    sign_in(sim, memory, lock_path=tmp_path / "tokens.lock")
+    offset = [0.0]
+    manager = manager_for(sim, memory, tmp_path, managers, lambda: time.time() + offset[0])
+    before = sim.state.counters.refresh_grants
+    for step in range(3):
+        offset[0] = 31.0 * (step + 1)  # past half of each new token's life
+        await asyncio.gather(*(manager.access_token() for _ in range(32)))
+        assert sim.state.counters.refresh_grants == before + step + 1

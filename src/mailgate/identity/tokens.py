@@ -61,6 +61,18 @@ RESIGN_IN_WARNING = 14 * DAY
 MIN_USABLE = 30.0
 
 
+def margin_for(margin: float, issued_at: float | None, expires_at: float | None) -> float:
+    """The refresh margin for one token: *margin*, but at most half the token's lifetime.
+
+    A fixed 5-minute margin would make a token that lives less than that due the moment it
+    arrives, and every sender would refresh again (a refresh storm); half the lifetime
+    keeps one refresh per lifetime whatever the lifetime (Microsoft's: 60-90 minutes).
+    """
+    if issued_at is None or expires_at is None or expires_at <= issued_at:
+        return margin
+    return min(margin, (expires_at - issued_at) / 2)
+
+
 def refresh_due(expires_at: float | None, now: float, margin: float = REFRESH_MARGIN) -> bool:
     """True when the access token should be refreshed now (unknown expiry counts as due)."""
     return expires_at is None or now >= expires_at - margin
@@ -122,6 +134,13 @@ class AccessToken:
     token: str = field(repr=False)
     upn: str
     expires_at: float
+    #: When it was obtained (our clock); None when unknown.
+    issued_at: float | None = None
+
+    def due(self, now: float, margin: float) -> bool:
+        return refresh_due(
+            self.expires_at, now, margin_for(margin, self.issued_at, self.expires_at)
+        )
 
 
 class TokenManager:
@@ -216,7 +235,7 @@ class TokenManager:
 
     # -- worker thread --------------------------------------------------------------------
     def _fresh(self, token: AccessToken | None) -> bool:
-        return token is not None and not refresh_due(token.expires_at, self._clock(), self._margin)
+        return token is not None and not token.due(self._clock(), self._margin)
 
     def _forget(self) -> None:
         with lockfile.exclusive(self.lock_path):
@@ -244,7 +263,7 @@ class TokenManager:
                 force
                 or cached is None
                 or cached.token == rejected
-                or refresh_due(cached.expires_at, now, self._margin)
+                or cached.due(now, self._margin)
                 or (
                     keepalive and keepalive_due(account.last_refresh_at, now, self._keepalive_after)
                 )
@@ -276,7 +295,12 @@ class TokenManager:
         if not entries or account.access_token_expires_at is None:
             return None
         newest = max(entries, key=lambda e: int(e.get("cached_at", 0)))
-        return AccessToken(str(newest["secret"]), account.upn, account.access_token_expires_at)
+        return AccessToken(
+            str(newest["secret"]),
+            account.upn,
+            account.access_token_expires_at,
+            account.last_refresh_at,
+        )
 
     def _refresh(
         self,
@@ -321,7 +345,7 @@ class TokenManager:
             )
         )
         log.info("access token refreshed for %s", account.upn)
-        return AccessToken(str(reply["access_token"]), account.upn, expires_at)
+        return AccessToken(str(reply["access_token"]), account.upn, expires_at, now)
 
     def _failed(self, account: AccountState, problem: SignInProblem, now: float) -> TokenError:
         self.store.save_account(
