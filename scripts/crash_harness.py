@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere: reuse the e2e helpers
     sys.path.insert(0, str(ROOT))
 
-from mailgate.config.paths import db_path  # noqa: E402
-from mailgate.sim.server import SimulatorThread  # noqa: E402
 from tests.gateway.e2e_helpers import (  # noqa: E402
     DEVICE,
     SCANNER,
@@ -52,6 +51,9 @@ from tests.gateway.e2e_helpers import (  # noqa: E402
     mail,
     wait_until,
 )
+
+from mailgate.config.paths import db_path  # noqa: E402
+from mailgate.sim.server import SimulatorThread  # noqa: E402
 
 _SUBJECT = re.compile(rb"^Subject: (\S+)\r?$", re.M)
 
@@ -119,6 +121,7 @@ class Load:
         self.numbers = counter
         self.stop = threading.Event()
         self.accepted: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.accepted_count = 0  # only grows; read without a lock for the kill trigger
         self.offered: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
 
@@ -144,6 +147,7 @@ class Load:
                         self.offered.put(subject)
                         client.sendmail(DEVICE, ["someone@fabrikam.com"], mail(subject))
                         self.accepted.put(subject)
+                        self.accepted_count += 1
             except (OSError, smtplib.SMTPException):
                 # The gateway died under us (or said 4xx): this message got no 250. Wait for
                 # the next round rather than hammer a dead port.
@@ -153,10 +157,14 @@ class Load:
 class _Numbers:
     """Message numbers handed out to clients, up to a total."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int = 0) -> None:
         self.total = total
         self.next = 0
         self.lock = threading.Lock()
+
+    def extend(self, more: int) -> None:
+        with self.lock:
+            self.total += more
 
     def take(self) -> int | None:
         with self.lock:
@@ -176,6 +184,17 @@ def _drain(q: queue.SimpleQueue[str]) -> list[str]:
     while not q.empty():
         items.append(q.get())
     return items
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> None:
+    """Poll every 5 ms up to *timeout* (a kill a little late is still a kill)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _accepted_at_least(load: Load, count: int) -> Callable[[], bool]:
+    return lambda: load.accepted_count >= count
 
 
 def in_flight(data_dir: Path) -> set[str]:
@@ -208,13 +227,13 @@ def run(
     verbose: bool = False,
 ) -> Report:
     """The harness itself; see the module docstring. Returns the figures."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 - kill timing, not cryptography
     report = Report()
     started = time.monotonic()
     own_tmp = workdir is None
     base = Path(tempfile.mkdtemp(prefix="mailgate-crash-")) if workdir is None else workdir
     label = f"crash{rng.randrange(16**6):06x}"
-    numbers = _Numbers(messages)
+    numbers = _Numbers()
     accepted: set[str] = set()
     offered: set[str] = set()
     allowed_twice: set[str] = set()
@@ -228,11 +247,21 @@ def run(
             mailgate.ok("config", "set", "delivery.messages_per_minute", "10000")
             # Spread the messages over the rounds: each round's intake is cut short by a kill.
             for number in range(1, rounds + 1):
+                budget = -(-(messages - numbers.total) // (rounds + 1 - number))
+                numbers.extend(budget)
                 serve = Serve.start(mailgate, base)
                 load = Load(serve.port, label, numbers, clients)
                 load.start()
-                up = rng.uniform(min_up, max_up)
-                time.sleep(up)
+                if rng.random() < 0.6:
+                    # In the middle of intake (and of delivery: it starts at once).
+                    kill_after = rng.randint(1, max(1, budget))
+                    why = f"after {kill_after} of {budget} accepted"
+                    _wait(_accepted_at_least(load, kill_after), max_up * 5)
+                else:
+                    # At a random moment: intake may be over, delivery under way or done.
+                    up = rng.uniform(min_up, max_up)
+                    why = f"after {up:.1f} s"
+                    time.sleep(up)
                 serve.kill()
                 load.finish()
                 report.rounds, report.kills = number, report.kills + 1
@@ -242,7 +271,7 @@ def run(
                 allowed_twice |= flying
                 if verbose:
                     print(
-                        f"round {number}: up {up:.1f} s, accepted {len(accepted)}, "
+                        f"round {number}: killed {why}, accepted {len(accepted)}, "
                         f"in flight at the kill {len(flying)}, left {numbers.left}",
                         flush=True,
                     )

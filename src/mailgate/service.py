@@ -36,9 +36,10 @@ from mailgate.gateway.delivery import (
 )
 from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.inbound import InboundPolicy
+from mailgate.gateway.intake import Intake
 from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
 from mailgate.gateway.pacing import Limits
-from mailgate.gateway.queue import QueueStore
+from mailgate.gateway.queue import Incoming, QueueStore
 from mailgate.identity.tokens import TokenManager
 from mailgate.submission.client import SubmissionClient
 from mailgate.upstream import Upstream as UpstreamSession
@@ -75,6 +76,7 @@ class Gateway:
     tokens: TokenManager | None = field(init=False, default=None)
     listener: Listener = field(init=False)
     engine: DeliveryEngine = field(init=False)
+    intake: Intake = field(init=False)
     _generation: float | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
     #: The settings the listener and workers were started with (changes need a restart).
@@ -87,6 +89,7 @@ class Gateway:
         self._started = self.settings
         self.tokens = self._make_tokens(self.settings)
         self.listener = self._make_listener()
+        self.intake = Intake(self.queue, self.db, on_stored=lambda: self.engine.wake())
         self.engine = DeliveryEngine(
             self.queue,
             self.db,
@@ -150,12 +153,8 @@ class Gateway:
         user: str | None,
         subject: str,
     ) -> int:
-        now = self.engine.clock()
-        message_id = await self.db(
-            self.queue.accept, sender, rcpts, data, now, client, helo, user, subject
-        )
-        self.engine.wake()
-        return message_id
+        incoming = Incoming(sender, tuple(rcpts), data, client, helo, user, subject)
+        return await self.intake.store(incoming)
 
     async def _verify_device(self, username: str, password: str) -> bool:
         # argon2 is deliberately slow: off the event loop, but not on the writer thread.
@@ -187,6 +186,7 @@ class Gateway:
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int, bool]]:
         await self.engine.start()
+        self.intake.start()
         bound = await self.listener.start()
         self._tasks.append(asyncio.create_task(self._keep_alive(), name="token-keepalive"))
         self._tasks.append(asyncio.create_task(self._watch_settings(), name="settings-watch"))
@@ -239,6 +239,7 @@ class Gateway:
 
     async def stop(self, grace: float = 30.0) -> None:
         await self.listener.stop()
+        await self.intake.stop()
         await self.engine.stop(grace)
         for task in self._tasks:
             task.cancel()

@@ -468,7 +468,7 @@ KEYS: dict[str, SettingKey] = {
             "listener.max_connections",
             "Simultaneous device connections.",
             _int_range(1, 10_000),
-            "100",
+            "1000",
         ),
         SettingKey(
             "delivery.connections",

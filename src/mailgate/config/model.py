@@ -115,7 +115,7 @@ class ListenerConfig:
     auth_plaintext: bool = False
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     max_recipients: int = 1000
-    max_connections: int = 100
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)

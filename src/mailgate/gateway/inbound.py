@@ -19,7 +19,7 @@ class InboundPolicy:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     #: Recipients accepted per message; more than Exchange's 500 are sent in parts.
     max_recipients: int = 1000
-    max_connections: int = 100
+    max_connections: int = 1000
     #: Seconds a client may stay silent before it is disconnected (RFC 5321 4.5.3.2.7: 5 min).
     idle_timeout: float = 300.0
     auth_required: bool = False

@@ -289,6 +289,9 @@ class Listener:
                 port=spec.port,
                 ssl=self.tls_context if spec.implicit_tls else None,
                 reuse_address=True,
+                # A burst of devices (a whole floor of scanners at 9:00) must not overflow
+                # the accept queue: the default backlog is 100.
+                backlog=1024,
             )
             self.servers.append(server)
             for sock in server.sockets:

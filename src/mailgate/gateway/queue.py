@@ -176,6 +176,19 @@ class MessageInfo:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """A message as the listener received it."""
+
+    envelope_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    client: str = ""
+    helo: str = ""
+    auth_user: str | None = None
+    subject: str = ""
+
+
+@dataclass(frozen=True)
 class Claimed:
     """A message leased to a delivery worker: what it needs to submit it."""
 
@@ -218,37 +231,20 @@ class QueueStore:
         subject: str = "",
     ) -> int:
         """Store a message in one transaction; when this returns, it is on disk."""
-        if not rcpt_tos:
-            raise ValueError("a message needs at least one recipient")
+        incoming = Incoming(envelope_from, tuple(rcpt_tos), data, client, helo, auth_user, subject)
+        return self.accept_many([incoming], now)[0]
+
+    def accept_many(self, batch: Sequence[Incoming], now: float) -> list[int]:
+        """Store several messages in one transaction (group commit): one fsync for all.
+        When this returns they are all on disk; if it raises, none is stored."""
+        for incoming in batch:
+            if not incoming.rcpt_tos:
+                raise ValueError("a message needs at least one recipient")
+        ids: list[int] = []
         with write_transaction(self.engine) as conn:
-            message_id = conn.execute(
-                insert(messages)
-                .values(
-                    state=State.QUEUED.value,
-                    envelope_from=envelope_from,
-                    received_at=now,
-                    size=len(data),
-                    client=client,
-                    helo=helo,
-                    auth_user=auth_user,
-                    subject=subject[:500],
-                    attempts=0,
-                    next_attempt_at=now,
-                )
-                .returning(messages.c.id)
-            ).scalar_one()
-            conn.execute(insert(bodies).values(message_id=message_id, data=data))
-            conn.execute(
-                insert(recipients),
-                [{"message_id": message_id, "address": r, "state": "pending"} for r in rcpt_tos],
-            )
-            _note(
-                conn,
-                message_id,
-                now,
-                f"accepted from {client or 'unknown'} for {len(rcpt_tos)} recipient(s)",
-            )
-        return int(message_id)
+            for incoming in batch:
+                ids.append(_insert(conn, incoming, now))
+        return ids
 
     # -- delivery -------------------------------------------------------------------------
     def next_due(self) -> float | None:
@@ -585,6 +581,34 @@ class QueueStore:
     def note(self, message_id: int, now: float, text: str) -> None:
         with write_transaction(self.engine) as conn:
             _note(conn, message_id, now, text)
+
+
+def _insert(conn: Connection, incoming: Incoming, now: float) -> int:
+    message_id = conn.execute(
+        insert(messages)
+        .values(
+            state=State.QUEUED.value,
+            envelope_from=incoming.envelope_from,
+            received_at=now,
+            size=len(incoming.data),
+            client=incoming.client,
+            helo=incoming.helo,
+            auth_user=incoming.auth_user,
+            subject=incoming.subject[:500],
+            attempts=0,
+            next_attempt_at=now,
+        )
+        .returning(messages.c.id)
+    ).scalar_one()
+    conn.execute(insert(bodies).values(message_id=message_id, data=incoming.data))
+    conn.execute(
+        insert(recipients),
+        [{"message_id": message_id, "address": r, "state": "pending"} for r in incoming.rcpt_tos],
+    )
+    count = len(incoming.rcpt_tos)
+    note = f"accepted from {incoming.client or 'unknown'} for {count} recipient(s)"
+    _note(conn, message_id, now, note)
+    return int(message_id)
 
 
 def _note(conn: Connection, message_id: int, now: float, text: str) -> None:

@@ -61,6 +61,8 @@ DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 EXCHANGE_ONLINE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
 #: Display name of the administrator's app registration, as the sign-in pages show it.
 APP_NAME = "mailgate"
+#: How long token_endpoint="timeout" holds a request: longer than any client waits.
+TIMEOUT_HOLD = 3600.0
 #: Refresh tokens expire after 90 days unused (AADSTS700082).
 REFRESH_INACTIVITY_LIMIT = 90 * 24 * 3600
 
@@ -588,6 +590,10 @@ class _IdentityPlatform:
             mode, delay = state.scenario.token_endpoint, state.scenario.token_delay
         if mode == "slow":
             await asyncio.sleep(delay)
+        elif mode == "timeout":
+            # Never answer in time; the client's read timeout ends it (uvicorn's shutdown
+            # cancels the wait when the simulator stops).
+            await asyncio.sleep(TIMEOUT_HOLD)
         elif mode == "503":
             return self._reply(request, AadstsFailure(90033, status=503))
         tenant = request.path_params["tenant"]

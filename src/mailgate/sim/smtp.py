@@ -26,7 +26,9 @@ import contextlib
 import enum
 import logging
 import re
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import Message
@@ -164,10 +166,17 @@ class _ClientGone(Exception):
 class _Stream:
     """Reads lines, DATA texts and BDAT chunks from one connection, with its own buffer."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        reply_delay: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.buf = bytearray()
+        #: Seconds to wait before each reply (Scenario.smtp_reply_delay, read at each write).
+        self.reply_delay = reply_delay
 
     async def _fill(self) -> None:
         async with asyncio.timeout(IDLE_TIMEOUT):
@@ -223,6 +232,17 @@ class _Stream:
             self.buf.clear()
             await self._fill()
 
+    async def reset_in_data(self) -> None:
+        """Fault injection: wait for part of the DATA text, then reset the connection (RST,
+        not FIN: SO_LINGER 0), as a crashing server or a middlebox does."""
+        if not self.buf:
+            await self._fill()
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+        raise _ClientGone
+
     async def read_chunk(self, size: int, keep: int) -> bytes:
         """Exactly *size* octets (a BDAT chunk, RFC 3030), of which at most *keep* + 1 are kept."""
         kept = bytearray()
@@ -239,6 +259,9 @@ class _Stream:
         return bytes(kept)
 
     async def write(self, *lines: str) -> None:
+        delay = self.reply_delay()
+        if delay > 0:
+            await asyncio.sleep(delay)
         self.writer.write("".join(line + "\r\n" for line in lines).encode("utf-8"))
         await self.writer.drain()
 
@@ -250,7 +273,7 @@ class _Session:
     ) -> None:
         self.server = server
         self.state = server.state
-        self.stream = _Stream(reader, writer)
+        self.stream = _Stream(reader, writer, lambda: self.state.scenario.smtp_reply_delay)
         self.id = replies.exchange_id()
         peer = writer.get_extra_info("peername")
         self.client_ip = str(peer[0]) if peer else "127.0.0.1"
@@ -275,6 +298,11 @@ class _Session:
         return replies.ADVERTISED_SIZE
 
     async def run(self) -> None:
+        refusal = self.state.scenario.smtp_connect_reply
+        if refusal:
+            # RFC 5321 section 3.1: a server may answer the connection with 421 (or 554).
+            await self.stream.write(refusal)
+            return
         await self.stream.write(replies.banner(self.host, self.state.clock()))
         while not self.closing:
             line = await self.stream.read_line(HARD_LINE_LIMIT)
@@ -345,6 +373,12 @@ class _Session:
         await self.stream.write(replies.STARTTLS_READY)
         # RFC 3207 section 4.2: forget everything said before TLS, including pipelined text.
         self.stream.buf.clear()
+        if self.state.scenario.smtp_tls_failure:
+            # Fault injection: what the client reads as its ServerHello is not TLS at all.
+            self.stream.writer.write(b"HTTP/1.0 400 not TLS\r\n\r\n")
+            await self.stream.writer.drain()
+            self.stream.writer.transport.abort()
+            raise _ClientGone
         await self.stream.writer.start_tls(self.server.tls_context)
         self.tls = True
         self.greeted = False
@@ -505,6 +539,8 @@ class _Session:
         if not await self._transaction_ready():
             return
         await self.stream.write(replies.START_MAIL_INPUT)
+        if self.state.scenario.smtp_reset_in_data:
+            await self.stream.reset_in_data()
         text, overflow = await self.stream.read_data(self._max_size())
         await self._submit(text, overflow)
 

@@ -58,13 +58,23 @@ class Scenario:
     refresh_revoked: bool = False
     #: Every refresh token issued so far has expired from inactivity (AADSTS700082 on refresh).
     refresh_expired: bool = False
-    #: Token endpoint: "ok", "503" (Service Unavailable) or "slow" (delayed by token_delay).
+    #: Token endpoint: "ok", "503" (Service Unavailable), "slow" (delayed by token_delay) or
+    #: "timeout" (no answer until the client gives up: held for an hour, or until stopped).
     token_endpoint: str = "ok"
     token_delay: float = 0.0
     #: SMTP AUTH disabled for the whole tenant (535 5.7.139 ... for the Tenant).
     smtp_auth_disabled_tenant: bool = False
     #: The SMTP server does not listen (connections refused) while True.
     smtp_down: bool = False
+    #: Fault injection for the SMTP server (reliability tests). A reply sent instead of the
+    #: banner, after which the server hangs up (e.g. "421 4.3.2 Service not available").
+    smtp_connect_reply: str | None = None
+    #: Seconds the server waits before every reply it writes (a slow or overloaded server).
+    smtp_reply_delay: float = 0.0
+    #: Reset the connection (TCP RST) once part of the DATA text has arrived.
+    smtp_reset_in_data: bool = False
+    #: Answer STARTTLS with 220, then send bytes that are no TLS handshake and hang up.
+    smtp_tls_failure: bool = False
     #: Per-mailbox Exchange limits (3 connections, 30/min, 10,000 rcpts/24 h, 500/message).
     limits: bool = True
     #: Refuse command lines longer than this many octets with "500 5.5.2 Line too long",
