@@ -94,6 +94,20 @@ class DeliverySettings:
     housekeeping_interval: float = 5.0
 
 
+@dataclass
+class Unwritten:
+    """What one delivery learnt and has not written yet: written with the final state
+    change in one commit (the usual case), or before any other change."""
+
+    outcomes: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def take(self) -> tuple[list[tuple[str, str, str]], list[str]]:
+        taken = (self.outcomes, self.notes)
+        self.outcomes, self.notes = [], []
+        return taken
+
+
 @dataclass(frozen=True)
 class Failure:
     decision: Decision
@@ -288,21 +302,28 @@ class DeliveryEngine:
         except PolicyRefused as refused:
             await self._fail_all(claimed, f"550 5.7.1 {refused}", "refused by the sender policy")
             return upstream
+        unwritten = Unwritten()
         if prepared.notes and claimed.attempts == 0:
-            await self.db(self.queue.note, claimed.id, self.clock(), "; ".join(prepared.notes))
+            unwritten.notes.append("; ".join(prepared.notes))
         for part in split_recipients(
             list(claimed.pending), self.settings.limits.recipients_per_message
         ):
-            if not await self._pace(claimed, len(part)):
+            if not await self._pace(claimed, len(part), unwritten):
                 return upstream
-            upstream, failure = await self._submit(claimed, prepared, part, upstream)
+            upstream, failure = await self._submit(claimed, prepared, part, upstream, unwritten)
             if failure is not None and failure.decision.fate is not Fate.RETRY_NOW:
+                await self._write(claimed, unwritten)
                 await self._apply(claimed, failure)
                 return upstream
-        await self._finish(claimed)
+        await self._finish(claimed, "sent", unwritten)
         return upstream
 
-    async def _pace(self, claimed: Claimed, recipients: int) -> bool:
+    async def _write(self, claimed: Claimed, unwritten: Unwritten) -> None:
+        outcomes, notes = unwritten.take()
+        if outcomes or notes:
+            await self.db(self.queue.record, claimed.id, outcomes, notes, self.clock())
+
+    async def _pace(self, claimed: Claimed, recipients: int, unwritten: Unwritten) -> bool:
         # One worker at a time from "when may I send" to "recorded": otherwise two workers
         # sleep until the same free slot and both take it (31 a minute, which Exchange delays).
         async with self._pacing:
@@ -312,6 +333,7 @@ class DeliveryEngine:
                 if at - now > MAX_PACING_NAP:
                     until = time.strftime("%H:%M:%S", time.localtime(at))
                     note = f"waiting for Exchange's sending limits until {until}"
+                    await self._write(claimed, unwritten)
                     await self.db(self.queue.defer, claimed.id, now, at, None, note, False)
                     return False
                 if at <= now:
@@ -320,7 +342,12 @@ class DeliveryEngine:
                 await self.sleep(at - now)
 
     async def _submit(
-        self, claimed: Claimed, prepared: Prepared, part: list[str], upstream: Upstream | None
+        self,
+        claimed: Claimed,
+        prepared: Prepared,
+        part: list[str],
+        upstream: Upstream | None,
+        unwritten: Unwritten,
     ) -> tuple[Upstream | None, Failure | None]:
         """Send one transaction. Returns the connection to keep and, on failure, what to do."""
         try:
@@ -346,16 +373,14 @@ class DeliveryEngine:
                 "",
             )
             return await _close(upstream), await self._failed(claimed, cls, "network error")
-        await self._record(claimed, result)
+        await self._record(result, unwritten)
         return upstream, None
 
-    async def _record(self, claimed: Claimed, result: SendResult) -> None:
-        now = self.clock()
-        outcomes = [(a, "sent", str(result.reply)) for a in result.accepted]
+    async def _record(self, result: SendResult, unwritten: Unwritten) -> None:
+        unwritten.outcomes += [(a, "sent", str(result.reply)) for a in result.accepted]
         for address, reply in result.refused.items():
             if reply.code >= 500:
-                outcomes.append((address, "failed", str(reply)))
-        await self.db(self.queue.recipients_done, claimed.id, outcomes, now)
+                unwritten.outcomes.append((address, "failed", str(reply)))
         self.delivered += 1 if result.accepted else 0
         if self._upstream_down:
             self._upstream_down = False
@@ -425,14 +450,14 @@ class DeliveryEngine:
             )
 
     async def _fail_all(self, claimed: Claimed, reply: str, note: str) -> None:
-        now = self.clock()
+        # Only recipients still pending are touched: those sent in earlier parts stay sent.
         outcomes = [(address, "failed", reply) for address in claimed.pending]
-        await self.db(self.queue.recipients_done, claimed.id, outcomes, now)
-        await self._finish(claimed, note)
+        await self._finish(claimed, note, Unwritten(outcomes))
 
-    async def _finish(self, claimed: Claimed, note: str = "sent") -> None:
+    async def _finish(self, claimed: Claimed, note: str, unwritten: Unwritten) -> None:
         now = self.clock()
-        state = await self.db(self.queue.finish, claimed.id, now, None, note)
+        outcomes, notes = unwritten.take()
+        state = await self.db(self.queue.complete, claimed.id, outcomes, notes, now, None, note)
         if state in (State.SENT, State.FAILED):
             await self._bounce_failed(claimed)
         if state is State.QUEUED:

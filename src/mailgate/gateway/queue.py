@@ -314,50 +314,43 @@ class QueueStore:
     ) -> None:
         """Record final outcomes: (address, "sent" | "failed", reply) for each recipient."""
         with write_transaction(self.engine) as conn:
-            for address, outcome, reply in done:
-                conn.execute(
-                    update(recipients)
-                    .where(
-                        recipients.c.message_id == message_id,
-                        recipients.c.address == address,
-                        recipients.c.state == "pending",
-                    )
-                    .values(state=outcome, reply=reply, done_at=now)
-                )
+            _recipients_done(conn, message_id, done, now)
+
+    def record(
+        self,
+        message_id: int,
+        done: Iterable[tuple[str, str, str]],
+        notes: Iterable[str],
+        now: float,
+    ) -> None:
+        """Recipient outcomes and history notes of a delivery, in one transaction."""
+        with write_transaction(self.engine) as conn:
+            for text in notes:
+                _note(conn, message_id, now, text)
+            _recipients_done(conn, message_id, done, now)
+
+    def complete(
+        self,
+        message_id: int,
+        done: Iterable[tuple[str, str, str]],
+        notes: Iterable[str],
+        now: float,
+        reply: str | None,
+        note: str,
+    ) -> State:
+        """recipients_done, the notes and finish in one transaction: the usual end of a
+        delivery costs one commit (one fsync) instead of three."""
+        with write_transaction(self.engine) as conn:
+            for text in notes:
+                _note(conn, message_id, now, text)
+            _recipients_done(conn, message_id, done, now)
+            return _finish(conn, message_id, now, reply, note)
 
     def finish(self, message_id: int, now: float, reply: str | None, note: str) -> State:
         """After a submission: queued again while recipients are pending (due now), else
         sent when any recipient got it, else failed."""
         with write_transaction(self.engine) as conn:
-            counts: dict[str, int] = dict(
-                conn.execute(
-                    select(recipients.c.state, func.count())
-                    .where(recipients.c.message_id == message_id)
-                    .group_by(recipients.c.state)
-                ).all()
-            )
-            if counts.get("pending"):
-                state, finished = State.QUEUED, None
-            elif counts.get("sent"):
-                # Sent to some: the failed ones get a bounce, the message is done.
-                state, finished = State.SENT, now
-            else:
-                state, finished = State.FAILED, now
-            conn.execute(
-                update(messages)
-                .where(messages.c.id == message_id)
-                .values(
-                    state=state.value,
-                    last_reply=reply,
-                    finished_at=finished,
-                    next_attempt_at=now,
-                    lease_owner=None,
-                    lease_until=None,
-                    held_reason=None,
-                )
-            )
-            _note(conn, message_id, now, note)
-            return state
+            return _finish(conn, message_id, now, reply, note)
 
     def defer(
         self,
@@ -581,6 +574,53 @@ class QueueStore:
     def note(self, message_id: int, now: float, text: str) -> None:
         with write_transaction(self.engine) as conn:
             _note(conn, message_id, now, text)
+
+
+def _finish(conn: Connection, message_id: int, now: float, reply: str | None, note: str) -> State:
+    counts: dict[str, int] = dict(
+        conn.execute(
+            select(recipients.c.state, func.count())
+            .where(recipients.c.message_id == message_id)
+            .group_by(recipients.c.state)
+        ).all()
+    )
+    if counts.get("pending"):
+        state, finished = State.QUEUED, None
+    elif counts.get("sent"):
+        # Sent to some: the failed ones get a bounce, the message is done.
+        state, finished = State.SENT, now
+    else:
+        state, finished = State.FAILED, now
+    conn.execute(
+        update(messages)
+        .where(messages.c.id == message_id)
+        .values(
+            state=state.value,
+            last_reply=reply,
+            finished_at=finished,
+            next_attempt_at=now,
+            lease_owner=None,
+            lease_until=None,
+            held_reason=None,
+        )
+    )
+    _note(conn, message_id, now, note)
+    return state
+
+
+def _recipients_done(
+    conn: Connection, message_id: int, done: Iterable[tuple[str, str, str]], now: float
+) -> None:
+    for address, outcome, reply in done:
+        conn.execute(
+            update(recipients)
+            .where(
+                recipients.c.message_id == message_id,
+                recipients.c.address == address,
+                recipients.c.state == "pending",
+            )
+            .values(state=outcome, reply=reply, done_at=now)
+        )
 
 
 def _insert(conn: Connection, incoming: Incoming, now: float) -> int:
