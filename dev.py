@@ -23,6 +23,9 @@ BIN = VENV / "bin"
 STAMP = VENV / ".mailgate-installed"
 #: Debian packages whose programs the tests run as real clients (command -> package).
 #: chromium: the console's browser tests (Playwright's own browser download is not used).
+#: Debian packages the tests need that bring files rather than commands (path -> package):
+#: a CJK font, so the Chinese console's screenshots show text, not empty boxes.
+SYSTEM_FILES = {"/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc": "fonts-wqy-zenhei"}
 SYSTEM_TOOLS = {"swaks": "swaks", "msmtp": "msmtp", "chromium": "chromium"}
 
 
@@ -53,7 +56,9 @@ def ensure_venv() -> None:
 
 
 def ensure_system_tools() -> None:
-    missing = sorted({pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None})
+    wanted = {pkg for tool, pkg in SYSTEM_TOOLS.items() if shutil.which(tool) is None}
+    wanted |= {pkg for path, pkg in SYSTEM_FILES.items() if not Path(path).exists()}
+    missing = sorted(wanted)
     if not missing:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
