@@ -16,7 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from mailgate.config.store import Store
-from mailgate.gateway.queue import QueueStore, State, events, recipients
+from mailgate.gateway.queue import QueueStore, State
+from mailgate.gateway.queue_schema import events, recipients
 
 #: Message states whose count only grows (finished messages), as counters.
 _FINISHED = (State.SENT, State.FAILED)
