@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailgate.config.model import Settings
 from mailgate.config.store import Store
-from mailgate.identity.tokens import TokenManager
+from mailgate.identity.tokens import AccessToken, TokenManager
 from mailgate.submission.client import (
     Credentials,
     PasswordCredentials,
@@ -30,10 +30,12 @@ class Upstream:
     settings: Settings
     tokens: TokenManager | None
     primary_address: str | None = None
+    _sent_token: AccessToken | None = field(default=None, init=False, repr=False)
 
     async def credentials(self) -> Credentials | None:
         if self.tokens is not None:
             token = await self.tokens.access_token()
+            self._sent_token = token
             return XOAuth2Credentials(token.upn, token.token)
         username = self.settings.outbound.username
         if not username:
@@ -70,5 +72,7 @@ class Upstream:
             if not retry or self.tokens is None:
                 raise
             log.info("Exchange refused the access token; refreshing it once")
-            token = await self.tokens.refresh()
+            # Name the refused token: if the refresh fails for a while (503, timeout), the
+            # failure is temporary (mail deferred), not "sign in again" (mail held).
+            token = await self.tokens.refresh(self._sent_token)
             await client.authenticate(XOAuth2Credentials(token.upn, token.token))

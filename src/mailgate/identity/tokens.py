@@ -270,7 +270,10 @@ class TokenManager:
             )
             if not need and cached is not None:
                 return cached
-            return self._refresh(app, msal_account, account, cached, now)
+            # A token Exchange refused is no fallback when the refresh fails: sending it
+            # again would only be refused again, and 535 holds all mail for a sign-in.
+            usable = None if cached is not None and cached.token == rejected else cached
+            return self._refresh(app, msal_account, account, usable, now)
 
     def _ensure_app(self) -> msal.PublicClientApplication:
         if self._app is None:

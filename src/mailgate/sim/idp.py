@@ -588,6 +588,7 @@ class _IdentityPlatform:
             elif grant_type == "refresh_token":
                 state.counters.refresh_grants += 1
             mode, delay = state.scenario.token_endpoint, state.scenario.token_delay
+            retry_after = state.scenario.token_retry_after
         if mode == "slow":
             await asyncio.sleep(delay)
         elif mode == "timeout":
@@ -595,7 +596,11 @@ class _IdentityPlatform:
             # cancels the wait when the simulator stops).
             await asyncio.sleep(TIMEOUT_HOLD)
         elif mode == "503":
-            return self._reply(request, AadstsFailure(90033, status=503))
+            response = self._reply(request, AadstsFailure(90033, status=503))
+            if retry_after is not None:
+                # MSAL honours it; without it MSAL answers repeats itself for 60 s.
+                response.headers["Retry-After"] = str(retry_after)
+            return response
         tenant = request.path_params["tenant"]
         failure = (
             _check_tenant(state, tenant)

@@ -62,6 +62,8 @@ class Scenario:
     #: "timeout" (no answer until the client gives up: held for an hour, or until stopped).
     token_endpoint: str = "ok"
     token_delay: float = 0.0
+    #: Retry-After (seconds) on the token endpoint's 503; None: no header.
+    token_retry_after: int | None = None
     #: SMTP AUTH disabled for the whole tenant (535 5.7.139 ... for the Tenant).
     smtp_auth_disabled_tenant: bool = False
     #: The SMTP server does not listen (connections refused) while True.
