@@ -81,3 +81,32 @@ async def test_batches_are_capped(tmp_path: Path, count: int) -> None:
         runner.close()
     assert intake.commits >= -(-count // 64)
     assert len(queue.messages(limit=1000)) == count
+
+
+async def test_refusals_are_reported_once_the_store_works_again(tmp_path: Path) -> None:
+    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    runner = DbRunner()
+    broken = [True]
+
+    async def flaky_db(fn: Any, *args: Any) -> Any:
+        if broken[0] and fn == queue.accept_many:
+            raise OSError(28, "No space left on device")
+        return await runner(fn, *args)
+
+    intake = Intake(queue, flaky_db)
+    intake.start()
+    try:
+        failed = await asyncio.gather(
+            *(intake.store(incoming(i)) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(f, OSError) for f in failed)
+        assert queue.events() == []  # nowhere to write it while the store fails
+        broken[0] = False
+        await intake.store(incoming(9))
+    finally:
+        await intake.stop()
+        runner.close()
+    [event] = queue.events()
+    assert event.kind == "store_failed"
+    assert "3 message(s) were refused with 451" in event.text
+    assert "No space left on device" in event.text

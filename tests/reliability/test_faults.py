@@ -88,9 +88,9 @@ UPSTREAM_FAULTS: dict[str, dict[str, Any]] = {
 #: MSAL answers a repeated token request from its own cache after a 5xx: for Retry-After
 #: seconds (2 here), else for 60 s (msal.application: default_throttle_time=60).
 MSAL_5XX_THROTTLE = 3.0
-#: The event each fault leaves for the admin. Exchange's 4.3.2 is its concurrency code
-#: (432 4.3.2), so a 421 4.3.2 greeting is read as throttling: one connection for a while.
-EVENT = {fault: "upstream_down" for fault in UPSTREAM_FAULTS} | {"421-on-connect": "throttled"}
+#: The event each fault leaves for the admin. A 421 greeting (even with 4.3.2, Exchange's
+#: code for its concurrency limit) is the server refusing service, not throttling.
+EVENT = dict.fromkeys(UPSTREAM_FAULTS, "upstream_down")
 HEALTHY: dict[str, Any] = {
     "smtp_reset_in_data": False,
     "smtp_tls_failure": False,

@@ -44,6 +44,8 @@ T = TypeVar("T")
 
 #: held_reason of messages waiting for a sign-in; released by the engine, not by hand.
 SIGN_IN_HOLD = "sign-in needed"
+#: Tries to record a finished delivery before giving up (see DeliveryEngine._complete).
+COMPLETE_TRIES = 5
 #: A pacing wait longer than this puts the message back rather than keeping a worker.
 MAX_PACING_NAP = 30.0
 #: What an unexpected error while delivering counts as: temporary, retried with backoff.
@@ -113,6 +115,8 @@ class Failure:
     decision: Decision
     classification: Classification
     reply: str
+    #: The server refused the session itself (greeting, EHLO, STARTTLS), not one message.
+    session: bool = False
 
 
 class DbRunner:
@@ -358,9 +362,9 @@ class DeliveryEngine:
             result = await upstream.send(prepared.envelope_from, part, prepared.data)
         except SubmissionError as error:
             upstream = await _close(upstream) if _drops(error.classification) else upstream
-            return upstream, await self._failed(
-                claimed, error.classification, str(error.reply or "")
-            )
+            failure = await self._failed(claimed, error.classification, str(error.reply or ""))
+            session = error.stage in _SESSION_STAGES
+            return upstream, dataclasses.replace(failure, session=session)
         except IdentityError as error:
             problem = error.problem
             kind = ReplyKind.AUTH if problem.needs_sign_in else ReplyKind.NETWORK
@@ -424,7 +428,7 @@ class DeliveryEngine:
                 f"deferred: {text}",
                 decision.counts_as_attempt,
             )
-            if cls.kind is ReplyKind.NETWORK and not self._upstream_down:
+            if (cls.kind is ReplyKind.NETWORK or failure.session) and not self._upstream_down:
                 self._upstream_down = True
                 await self._event(
                     "warning",
@@ -457,11 +461,36 @@ class DeliveryEngine:
     async def _finish(self, claimed: Claimed, note: str, unwritten: Unwritten) -> None:
         now = self.clock()
         outcomes, notes = unwritten.take()
-        state = await self.db(self.queue.complete, claimed.id, outcomes, notes, now, None, note)
+        state = await self._complete(claimed, outcomes, notes, now, note)
         if state in (State.SENT, State.FAILED):
             await self._bounce_failed(claimed)
         if state is State.QUEUED:
             self.wake()
+
+    async def _complete(
+        self,
+        claimed: Claimed,
+        outcomes: list[tuple[str, str, str]],
+        notes: list[str],
+        now: float,
+        note: str,
+    ) -> State:
+        """Write a delivery's result. Exchange may already have taken the message, so a
+        failure to record it must not lead to sending it again: try the write a few times
+        before giving up (the lease then returns it, and at-least-once allows a duplicate)."""
+        for attempt in range(1, COMPLETE_TRIES):
+            try:
+                state: State = await self.db(
+                    self.queue.complete, claimed.id, outcomes, notes, now, None, note
+                )
+                return state
+            except Exception:
+                log.exception("could not record the result of message %s; retrying", claimed.id)
+                await self.sleep(attempt)
+        last: State = await self.db(
+            self.queue.complete, claimed.id, outcomes, notes, now, None, note
+        )
+        return last
 
     async def _bounce_failed(self, claimed: Claimed) -> None:
         info = await self.db(self.queue.get, claimed.id)
@@ -516,6 +545,10 @@ class DeliveryEngine:
     async def _event(self, level: str, kind: str, text: str, message_id: int | None = None) -> None:
         getattr(log, level if level != "info" else "info")(text)
         await self.db(self.queue.add_event, self.clock(), level, kind, text, message_id)
+
+
+#: Steps where a refusal is about the whole session, not the message (RFC 5321 3.1, 4.1.1.1).
+_SESSION_STAGES = frozenset({"connect", "EHLO", "HELO", "STARTTLS"})
 
 
 def _drops(cls: Classification) -> bool:

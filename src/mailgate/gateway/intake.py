@@ -18,6 +18,11 @@ from typing import Any
 
 from mailgate.gateway.queue import Incoming, QueueStore
 
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
 #: Cap one transaction (memory: up to this many bodies at once).
 MAX_BATCH = 64
 
@@ -38,6 +43,9 @@ class Intake:
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
+        #: Messages refused with 451 since the store last worked: (count, first, last, why).
+        #: The events table is in the store that failed, so the event waits for recovery.
+        self._refused: tuple[int, float, float, str] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="intake-group-commit")
@@ -75,10 +83,34 @@ class Intake:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
+            self._note_refusal(len(batch), error)
             return
         self.commits += 1
+        if self._refused is not None:
+            await self._report_refusals()
         for (_, future), message_id in zip(batch, ids, strict=True):
             if not future.done():
                 future.set_result(message_id)
         if self.on_stored is not None:
             self.on_stored()
+
+    def _note_refusal(self, count: int, error: Exception) -> None:
+        now = self.clock()
+        why = str(error) or type(error).__name__
+        if self._refused is None:
+            self._refused = (count, now, now, why)
+        else:
+            total, first, _, _ = self._refused
+            self._refused = (total + count, first, now, why)
+
+    async def _report_refusals(self) -> None:
+        assert self._refused is not None
+        count, first, last, why = self._refused
+        text = (
+            f"The queue could not store mail: {count} message(s) were refused with 451 "
+            f"between {_when(first)} and {_when(last)} ({why}). Devices retry by themselves; "
+            "check free disk space and the data directory. Storing works again."
+        )
+        with contextlib.suppress(Exception):
+            await self.db(self.queue.add_event, self.clock(), "error", "store_failed", text)
+            self._refused = None

@@ -392,7 +392,12 @@ _RULES: tuple[_Rule, ...] = (
     (lambda r: r.code in {534, 535, 538} or r.enhanced in {"5.7.3", "5.7.8"}, _auth_unsuccessful),
     (lambda r: r.enhanced == "5.2.252" or _has(r, "SendAsDenied"), _send_as_denied),
     (lambda r: _has(r, "SubmissionQuotaExceeded"), _quota),
-    (lambda r: r.code == 432 or r.enhanced == "4.3.2", _throttled),
+    # 432 is Exchange's concurrency reply; 4.3.2 alone ("system not accepting network
+    # messages", RFC 3463) is also used by a 421 for maintenance, which is not throttling.
+    (
+        lambda r: r.code == 432 or (r.enhanced == "4.3.2" and _has(r, "concurrent", "thread")),
+        _throttled,
+    ),
     # RFC 5321 section 4.5.3.1.10: 452 "too many recipients"; RFC 3463: X.5.3.
     (
         lambda r: r.enhanced in {"4.5.3", "5.5.3"} or (r.code == 452 and _has(r, "recipients")),
