@@ -244,3 +244,24 @@ async def test_chinese_console(admin: Browser, page: str, chinese: str) -> None:
 async def test_language_default_comes_from_the_setting(admin: Browser, store: Store) -> None:
     store.set("console.language", "zh-CN")
     assert "下一步" in (await admin.get("/signin")).text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "named"),
+    [
+        ("subject", "Scan\r\nBcc: victim@fabrikam.test", "Subject"),
+        ("to", "a@contoso.com\r\nBcc: victim@fabrikam.test", "To"),
+        ("to", "Evil\nName <a@contoso.com>", "To"),
+    ],
+)
+async def test_test_send_refuses_header_injection(
+    admin: Browser, store: Store, gateway: Gateway, field: str, value: str, named: str
+) -> None:
+    store.set("sender.address", "scanner@contoso.com")
+    fields = {"to": "a@contoso.com", "subject": "test", "body": "hi", field: value}
+    response = await admin.api("POST", "/api/test-send", fields)
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+    assert gateway.queue.messages() == []
+    bad = await admin.api("PATCH", "/api/settings", {"sender.address": "a@b.test\r\nBcc: x@y.test"})
+    assert bad.status_code == 400

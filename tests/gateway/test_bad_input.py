@@ -155,3 +155,26 @@ async def test_silent_client_is_disconnected(start_listener: Start) -> None:
     # aiosmtpd closes an idle session without a reply (RFC 5321 4.5.3.2.7 allows it).
     assert await asyncio.wait_for(reader.read(), 5) == b""
     await _close(writer)
+
+
+async def test_huge_header_block_is_stored_and_rewritten(start_listener: Start) -> None:
+    """20,000 header lines (a looping device, or an attack) within the size limit are kept
+    as they are, and the sender rewrite at delivery keeps every one of them."""
+    from mailgate.config.model import SenderPolicy
+    from mailgate.gateway.policy import prepare
+
+    gw = await start_listener()
+    reader, writer = await _session(gw.port)
+    await _envelope(reader, writer)
+    headers = b"".join(b"X-Loop-%d: %s\r\n" % (i, b"v" * 40) for i in range(20_000))
+    content = b"From: mfp@printer.local\r\n" + headers + b"Subject: many\r\n\r\nbody\r\n"
+    writer.write(content + b".\r\n")
+    await writer.drain()
+    reply = await _reply(reader)
+    await _close(writer)
+    assert reply.startswith(b"250")
+    [info] = gw.queue.messages()
+    stored = gw.queue.body(info.id)
+    assert stored == content
+    out = prepare(stored, "mfp@printer.local", SenderPolicy.REWRITE, "scanner@contoso.com")
+    assert out.data.count(b"X-Loop-") == 20_000
