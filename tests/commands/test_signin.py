@@ -267,9 +267,10 @@ def test_sign_in_survives_a_passing_outage(cloud: SimulatorThread, configured: C
 def test_dead_refresh_token_asks_for_a_new_sign_in(
     cloud: SimulatorThread, configured: Cli, switch: str, code: str
 ) -> None:
-    # An access token that is due at once, so `send` must use the refresh token.
+    # A one-second access token, expired by the time `send` runs: it must use the refresh token.
     cloud.set_scenario(access_token_lifetime=1)
     configured.login(cloud, JSMITH_UPN)
+    time.sleep(1.1)
     cloud.set_scenario(**{switch: True})
 
     sent = configured.run("send", "--to", "someone@example.com", "--body", "x")
