@@ -505,8 +505,16 @@ KEYS: dict[str, SettingKey] = {
             "console.port", "Admin console port (HTTP/HTTPS).", _int_range(1, 65535), "8025"
         ),
         SettingKey(
+            "console.tls",
+            "Serve the console over HTTPS: no, or yes (with console.tls_cert/tls_key, else a "
+            "generated self-signed certificate).",
+            _choice(_YES_NO),
+            "no",
+            choices=_YES_NO,
+        ),
+        SettingKey(
             "console.tls_cert",
-            "Certificate (PEM) for the console's HTTPS; empty: plain HTTP.",
+            "Certificate (PEM) for the console's HTTPS (setting it turns HTTPS on).",
             validate_file,
         ),
         SettingKey("console.tls_key", "Private key (PEM) of console.tls_cert.", validate_file),

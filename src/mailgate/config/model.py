@@ -135,7 +135,9 @@ class ConsoleConfig:
 
     bind: str = "127.0.0.1"
     port: int = 8025
-    #: HTTPS when both are set (the session cookie is then Secure).
+    #: HTTPS when `tls` is on or both files are set (the session cookie is then Secure);
+    #: `tls` without files: a generated self-signed certificate.
+    tls: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: "en" or "zh-cn": the language shown until the admin picks one.

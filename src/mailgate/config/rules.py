@@ -204,6 +204,7 @@ def _console(values: Values) -> ConsoleConfig:
     return ConsoleConfig(
         bind=str(values.get("console.bind") or base.bind),
         port=_number(values, "console.port") or base.port,
+        tls=values.get("console.tls") == "yes",
         tls_cert=Path(cert) if isinstance(cert, str) and cert else None,
         tls_key=Path(key) if isinstance(key, str) and key else None,
         language=str(values.get("console.language") or base.language),

@@ -183,7 +183,12 @@ def make_server(
 ) -> ConsoleServer:
     """The console server for `serve`; *host*/*port* override console.bind/console.port."""
     cfg = gateway.settings.console
-    tls = _tls(cfg.tls_cert, cfg.tls_key)
+    cert, key = cfg.tls_cert, cfg.tls_key
+    if cfg.tls and (cert is None or key is None):
+        from mailgate.certs import ensure_self_signed
+
+        cert, key = ensure_self_signed(gateway.store.data_dir / "tls", "console")
+    tls = _tls(cert, key)
     app = create_console_app(
         gateway, setup_token, secure_cookies=tls is not None, listeners=listeners
     )
