@@ -32,6 +32,24 @@ DEVICE = "mfp@printer.local"
 
 COMMAND_TIMEOUT = 60.0
 START_TIMEOUT = 30.0
+
+
+def wait_ready(
+    process: subprocess.Popen[bytes], ready: Path, log_path: Path, limit: float = START_TIMEOUT
+) -> dict[str, Any]:
+    """Wait for `serve --ready-file` to write the file; its JSON (addresses, console URL)."""
+    deadline = time.monotonic() + limit
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            raise AssertionError(f"serve did not start:\n{log_path.read_text()}")
+        time.sleep(0.05)
+    info: dict[str, Any] = json.loads(ready.read_text())
+    return info
+
+
 STOP_TIMEOUT = 45.0
 
 
@@ -154,15 +172,7 @@ class Serve:
                 stderr=subprocess.STDOUT,
                 env=environment(),
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
-                raise AssertionError(f"serve did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
+        info = wait_ready(process, ready, log_path)
         assert info["pid"] == process.pid, info
         (listening,) = info["smtp"]
         assert listening["host"] == "127.0.0.1", info

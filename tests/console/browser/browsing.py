@@ -3,7 +3,6 @@ password through the setup link, approve a sign-in on the simulated Microsoft pa
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -15,7 +14,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from mailgate.config.store import init_data_dir
 from mailgate.sim.server import SimulatorThread
-from tests.gateway.e2e_helpers import Mailgate, environment
+from tests.gateway.e2e_helpers import Mailgate, environment, wait_ready
 
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "5f1c3a2e-8d4b-4e6f-9a7c-2b1d0e3f4a5c"
@@ -25,7 +24,6 @@ JSMITH_UPN = "jsmith@contoso.partner.onmschina.cn"
 JSMITH_PRIMARY = "john.smith@contoso.cn"
 #: Milliseconds Playwright waits for an element before a test fails.
 WAIT_MS = 20_000
-START_TIMEOUT = 30.0
 STOP_TIMEOUT = 45.0
 
 _SETUP_LINK = re.compile(r"create the admin password at (http\S+)")
@@ -65,15 +63,7 @@ class Served:
                 stderr=subprocess.STDOUT,
                 env=environment(),
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
-                process.wait()
-                raise AssertionError(f"serve did not start:\n{log_path.read_text()}")
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
+        info = wait_ready(process, ready, log_path)
         (listening,) = info["smtp"]
         assert info["console"], info
         # The ready file is written after the console has logged the setup link.
