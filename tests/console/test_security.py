@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from starlette.routing import Route
 
+from mailgate.config.store import Store
 from mailgate.console.app import create_console_app
 from mailgate.console.middleware import is_public
 from mailgate.console.security import LoginThrottle
@@ -145,3 +146,20 @@ def test_throttle_lockout_doubles_and_success_resets() -> None:
     assert throttle.wait("c", 21) == 20
     throttle.succeeded("c")
     assert throttle.wait("c", 21) == 0
+
+
+async def test_metrics_bearer_token_for_a_scraper(anonymous: Browser, store: Store) -> None:
+    assert (await anonymous.http.get("/metrics")).status_code == 401
+    store.set("console.metrics_token", "s3cret-scrape-token")
+    wrong = await anonymous.http.get("/metrics", headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401
+    right = await anonymous.http.get(
+        "/metrics", headers={"Authorization": "Bearer s3cret-scrape-token"}
+    )
+    assert right.status_code == 200
+    assert "mailgate_" in right.text
+    # The token opens /metrics only.
+    other = await anonymous.http.get(
+        "/api/status", headers={"Authorization": "Bearer s3cret-scrape-token"}
+    )
+    assert other.status_code == 401

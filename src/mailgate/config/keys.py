@@ -519,6 +519,13 @@ KEYS: dict[str, SettingKey] = {
         ),
         SettingKey("console.tls_key", "Private key (PEM) of console.tls_cert.", validate_file),
         SettingKey(
+            "console.metrics_token",
+            "Bearer token that lets a Prometheus scraper read /metrics without a console "
+            "session (secret, write-only); empty: /metrics needs the admin session.",
+            _any_text,
+            secret=True,
+        ),
+        SettingKey(
             "console.language",
             "Default language of the admin console: en or zh-CN.",
             _choice(CONSOLE_LANGUAGES),

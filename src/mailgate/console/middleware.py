@@ -8,6 +8,8 @@ request without a valid admin session gets 401 (API, metrics) or a redirect to /
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 from http.cookies import SimpleCookie
 
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -16,6 +18,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mailgate.console.security import SESSION_COOKIE, csrf_ok
 from mailgate.console.state import Console
 
+#: Secret setting: a bearer token that lets a scraper read /metrics without a session.
+METRICS_TOKEN = "console.metrics_token"  # noqa: S105 - the setting's name
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/login", "/setup", "/lang"})
 PUBLIC_PREFIXES = ("/static/",)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -80,6 +84,14 @@ class SessionGate:
         self.app = app
         self.console = console
 
+    async def _scraper(self, scope: Scope) -> bool:
+        """A Prometheus scraper with `Authorization: Bearer <console.metrics_token>`."""
+        offered = _header(scope, b"authorization")
+        if not offered or not offered.startswith("Bearer "):
+            return False
+        token = await asyncio.to_thread(self.console.store.secret, METRICS_TOKEN)
+        return bool(token) and hmac.compare_digest(offered[7:].encode(), str(token).encode())
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -89,6 +101,9 @@ class SessionGate:
         scope.setdefault("state", {})["session"] = session
         refusal: Response | None = None
         api = path.startswith("/api/") or path == "/metrics"
+        if session is None and path == "/metrics" and await self._scraper(scope):
+            await self.app(scope, receive, send)
+            return
         if session is None and not is_public(path):
             if api:
                 refusal = JSONResponse({"error": "sign in to the console first"}, 401)
