@@ -13,12 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from mailgate.sim.server import SimulatorThread
 from mailgate.sim.state import StoredMessage
@@ -186,14 +188,7 @@ class Serve:
 
     def stop(self) -> int:
         """SIGTERM, as a service manager stops it; the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, STOP_TIMEOUT)
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up."""
@@ -239,3 +234,39 @@ def assert_delivered_once(sim: SimulatorThread, subjects: set[str], upn: str = S
     for subject, copies in delivered_by_subject(sim, subjects).items():
         assert len(copies) == 1, (subject, copies)
         assert copies[0]["upn"] == upn, copies[0]
+
+
+# -- fixtures for tests that run `serve` against one simulator per module ---------------------
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[SimulatorThread]:
+    with SimulatorThread(profile="global") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def template(cloud: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Mailgate:
+    """A data directory configured for the simulator; nobody signed in yet."""
+    mailgate = Mailgate(tmp_path_factory.mktemp("template") / "data")
+    mailgate.configure(cloud)
+    return mailgate
+
+
+@pytest.fixture
+def sim(cloud: SimulatorThread) -> Iterator[SimulatorThread]:
+    """The module's simulator, healthy, asking sign-ins to poll every second."""
+    cloud.reset()
+    cloud.set_scenario(poll_interval=1)
+    yield cloud
+    cloud.reset()
+
+
+def stop_process(process: subprocess.Popen[bytes], limit: float) -> int:
+    """SIGTERM, as a service manager stops it; the exit status (killed if it hangs)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(limit)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise

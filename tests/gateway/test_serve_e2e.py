@@ -46,29 +46,6 @@ from tests.gateway.e2e_helpers import (
 DELIVERY_TIMEOUT = 20.0
 
 
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[SimulatorThread]:
-    with SimulatorThread(profile="global") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def template(cloud: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Mailgate:
-    """A data directory configured for the simulator; nobody signed in yet."""
-    mailgate = Mailgate(tmp_path_factory.mktemp("template") / "data")
-    mailgate.configure(cloud)
-    return mailgate
-
-
-@pytest.fixture
-def sim(cloud: SimulatorThread) -> Iterator[SimulatorThread]:
-    """The module's simulator, healthy, asking sign-ins to poll every second."""
-    cloud.reset()
-    cloud.set_scenario(poll_interval=1)
-    yield cloud
-    cloud.reset()
-
-
 @pytest.fixture
 def mailgate(template: Mailgate, sim: SimulatorThread, tmp_path: Path) -> Mailgate:
     """This test's own data directory, signed in as scanner@contoso.com."""

@@ -1,5 +1,6 @@
 """Fixtures of the reliability tests (shared with tests/security)."""
 
-from tests.reliability.fixtures import cloud, mailgate, servers, sim, template
+from tests.gateway.e2e_helpers import cloud, sim, template
+from tests.reliability.fixtures import mailgate, servers
 
 __all__ = ["cloud", "mailgate", "servers", "sim", "template"]

@@ -47,28 +47,6 @@ class Wrapped(Mailgate):
         return argv
 
 
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[SimulatorThread]:
-    with SimulatorThread(profile="global") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def template(cloud: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -> Mailgate:
-    """A data directory configured for the simulator; nobody signed in yet."""
-    mailgate = Mailgate(tmp_path_factory.mktemp("template") / "data")
-    mailgate.configure(cloud)
-    return mailgate
-
-
-@pytest.fixture
-def sim(cloud: SimulatorThread) -> Iterator[SimulatorThread]:
-    cloud.reset()
-    cloud.set_scenario(poll_interval=1)
-    yield cloud
-    cloud.reset()
-
-
 def signed_in_copy(template: Mailgate, sim: SimulatorThread, data_dir: Path) -> Wrapped:
     own = Wrapped(data_dir)
     shutil.copytree(template.data_dir, own.data_dir, dirs_exist_ok=True)

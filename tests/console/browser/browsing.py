@@ -4,7 +4,6 @@ password through the setup link, approve a sign-in on the simulated Microsoft pa
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from mailgate.config.store import init_data_dir
 from mailgate.sim.server import SimulatorThread
-from tests.gateway.e2e_helpers import Mailgate, environment, wait_ready
+from tests.gateway.e2e_helpers import Mailgate, environment, stop_process, wait_ready
 
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "5f1c3a2e-8d4b-4e6f-9a7c-2b1d0e3f4a5c"
@@ -77,14 +76,7 @@ class Served:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, STOP_TIMEOUT)
 
 
 def configure_21vianet(data_dir: Path, cloud: SimulatorThread) -> None:
