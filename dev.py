@@ -3,6 +3,7 @@
 
     python3 dev.py demo     the simulator and a device signing in to it (README's first command)
     python3 dev.py test     ruff, mypy and the whole test suite (README's second command)
+    python3 dev.py --python /usr/bin/python3.11 test    the same under another Python
 
 Each run makes sure the virtual environment in .venv exists and holds what pyproject.toml
 asks for, and (for `test`) that the system tools the tests drive are installed.
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
+#: `--python X` runs under X with a virtual environment of its own (.venv-X.Y.Z).
+VENV = ROOT / os.environ.get("MAILGATE_DEV_VENV", ".venv")
 BIN = VENV / "bin"
 STAMP = VENV / ".mailgate-installed"
 
@@ -103,7 +105,7 @@ def ensure_venv() -> None:
     made = venv_python_version()
     if made != sys.version:
         version = sys.version.split()[0]
-        print(f"mailgate: creating .venv, the virtual environment (Python {version})", flush=True)
+        print(f"mailgate: creating {VENV.name} for Python {version}", flush=True)
         if run(sys.executable, "-m", "venv", "--clear", VENV) != 0:
             sys.exit(
                 "mailgate: could not create .venv; on Debian/Ubuntu install python3-venv first."
@@ -111,7 +113,7 @@ def ensure_venv() -> None:
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         return
-    print("mailgate: installing mailgate and its dependencies into .venv", flush=True)
+    print(f"mailgate: installing mailgate and its dependencies into {VENV.name}", flush=True)
     pip: list[str | Path] = [BIN / "python", "-m", "pip", "--disable-pip-version-check", "-q"]
     if (
         run(*pip, "install", "--upgrade", "pip") != 0
@@ -218,11 +220,29 @@ def test(args: list[str]) -> int:
     return code
 
 
+def under(python: str, argv: list[str]) -> int:
+    """Run this script again under another interpreter, in a virtual environment of its own."""
+    path = shutil.which(python)
+    if path is None:
+        print(f"mailgate: no such Python: {python}", file=sys.stderr)
+        return 2
+    probe = [path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
+    version = subprocess.run(probe, capture_output=True, text=True, check=False).stdout.strip()
+    if not version:
+        print(f"mailgate: {path} does not run as Python", file=sys.stderr)
+        return 2
+    env = {**os.environ, "MAILGATE_DEV_VENV": f".venv-{version}"}
+    return run(path, ROOT / "dev.py", *argv, env=env)
+
+
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in {"demo", "test", "mailgate"}:
+    argv = sys.argv[1:]
+    if argv[:1] == ["--python"] and len(argv) >= 2:
+        return under(argv[1], argv[2:])
+    if not argv or argv[0] not in {"demo", "test", "mailgate"}:
         print(__doc__)
         return 2
-    command, rest = sys.argv[1], sys.argv[2:]
+    command, rest = argv[0], argv[1:]
     ensure_venv()
     if command == "test":
         return test(rest)
