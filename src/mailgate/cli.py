@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mailgate import __version__
+from mailgate import __version__, logsetup
 from mailgate.commands.doctor import doctor_command
 from mailgate.commands.gateway import device_group, queue_group, serve_command
 from mailgate.commands.send import send_command
@@ -35,16 +35,23 @@ from mailgate.config.paths import CliState
     help="Data directory (default: $MAILGATE_DATA_DIR, else /var/lib/mailgate as root, "
     "else $XDG_DATA_HOME/mailgate or ~/.local/share/mailgate).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(logsetup.FORMATS),
+    default="auto",
+    show_default=True,
+    envvar="MAILGATE_LOG_FORMAT",
+    help="Log lines on stderr: journal (syslog priority prefixes, no timestamps; chosen "
+    "automatically under systemd), json (one object per line, for log shippers) or text.",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: int, data_dir: Path | None) -> None:
+def main(ctx: click.Context, verbose: int, data_dir: Path | None, log_format: str) -> None:
     """mailgate: relay mail from printers, scanners and applications that speak plain SMTP
     to Exchange Online / Outlook.com, signing in with OAuth 2.0 like a modern device."""
     # Subcommands read it with ctx.find_object(CliState).data_dir.
     ctx.obj = CliState(data_dir_option=data_dir)
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logsetup.configure(log_format, max(level, logging.DEBUG))
 
 
 @main.command()

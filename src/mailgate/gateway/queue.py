@@ -54,6 +54,7 @@ from mailgate.gateway.queue_schema import (
     metadata,
     recipients,
 )
+from mailgate.logsetup import log_event
 
 
 class QueueStore:
@@ -405,6 +406,8 @@ class QueueStore:
     def add_event(
         self, now: float, level: str, kind: str, text: str, message_id: int | None = None
     ) -> None:
+        """Record an event for the console, and log it: every event is also a log line."""
+        log_event(level, kind, text, message_id)
         with write_transaction(self.engine) as conn:
             conn.execute(
                 insert(events).values(
