@@ -20,6 +20,7 @@ from mailgate import __version__, logsetup
 from mailgate.commands.doctor import doctor_command
 from mailgate.commands.gateway import device_group, queue_group, serve_command
 from mailgate.commands.send import send_command
+from mailgate.commands.service import service_group
 from mailgate.commands.signin import login_command, logout_command, status_command
 from mailgate.config.commands import config_group, init_command
 from mailgate.config.paths import CliState
@@ -188,3 +189,4 @@ main.add_command(serve_command)
 main.add_command(queue_group)
 main.add_command(device_group)
 main.add_command(doctor_command)
+main.add_command(service_group)
