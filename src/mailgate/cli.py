@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from mailgate import __version__, logsetup
+from mailgate.commands.backup import backup_command, restore_command
 from mailgate.commands.doctor import doctor_command
 from mailgate.commands.gateway import device_group, queue_group, serve_command
 from mailgate.commands.send import send_command
@@ -190,3 +191,5 @@ main.add_command(queue_group)
 main.add_command(device_group)
 main.add_command(doctor_command)
 main.add_command(service_group)
+main.add_command(backup_command)
+main.add_command(restore_command)
