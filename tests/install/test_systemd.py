@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from mailgate.install.systemd import (
     UnitOptions,
     WriteFile,
     install_plan,
+    interpreter,
     needs_low_ports,
     render_unit,
     uninstall_plan,
@@ -230,3 +232,38 @@ def test_configured_low_port_grants_the_capability(tmp_path: Path) -> None:
     d = _directives((root / "etc/systemd/system/mailgate.service").read_text())
     assert d["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
     assert d["ReadWritePaths"] == [str(data)]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"#!/opt/mailgate/bin/python\n", Path("/opt/mailgate/bin/python")),
+        (b"#! /usr/bin/python3 -I\n", Path("/usr/bin/python3")),
+        (b"#!\n", None),
+        (b"\x7fELF\x02\x01", None),
+    ],
+)
+def test_interpreter(line: bytes, expected: Path | None) -> None:
+    assert interpreter(line) == expected
+
+
+def test_install_refuses_a_program_the_service_user_cannot_reach(tmp_path: Path) -> None:
+    """A venv whose Python sits in a 0700 directory (pyenv or pipx under /root) would fail
+    at every start; install says so before writing anything, though the script itself is
+    where anyone can run it."""
+    closed = tmp_path / "closed"  # tmp_path's parents are 0700 too
+    closed.mkdir(mode=0o700)
+    (closed / "python").write_text("")  # never run: install only checks the way to it
+    open_dir = Path(tempfile.mkdtemp(prefix="mailgate-test-", dir="/tmp"))
+    try:
+        open_dir.chmod(0o755)
+        script = open_dir / "mailgate"
+        script.write_text(f"#!{closed / 'python'}\n")
+        script.chmod(0o755)
+        args = ["service", "install", "--dry-run", "--executable", str(script)]
+        result = CliRunner().invoke(main, args)
+    finally:
+        shutil.rmtree(open_dir)
+    assert result.exit_code == 1, result.output
+    assert f"could not run {closed / 'python'}" in result.output
+    assert "/usr/bin/python3" in result.output

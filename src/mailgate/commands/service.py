@@ -25,6 +25,7 @@ from mailgate.install.systemd import (
     UnitOptions,
     WriteFile,
     install_plan,
+    interpreter,
     needs_low_ports,
     systemd_running,
     uninstall_plan,
@@ -71,6 +72,28 @@ def _configured_ports(data_dir: Path) -> list[int | None]:
         return [ListenerConfig.port, ConsoleConfig.port]
     listener, console = settings.listener, settings.console
     return [listener.port, listener.tls_port, console.port]
+
+
+def _check_reachable(program: Path) -> None:
+    """The service user must be able to run the program and its Python: a venv made with a
+    Python under /root (pyenv, pipx's default ~/.local) cannot start as another user."""
+    try:
+        with program.open("rb") as file:
+            python = interpreter(file.readline(256))
+    except OSError as error:
+        fail(f"cannot read {program}: {error.strerror}; give the program with --executable.")
+    for path in (program, python):
+        if path is None:
+            continue
+        # The way to the name and the way to what a symlink points at must both be open.
+        blocked = unreachable_dirs(path.absolute()) + unreachable_dirs(path.resolve())
+        if blocked:
+            fail(
+                f"the service user could not run {path}: {blocked[0]} is closed to other "
+                "users. Install mailgate where every user can run it (a venv made with "
+                "Debian's /usr/bin/python3 under /opt/mailgate, or `pipx install --global .`), "
+                "then run this again with that program."
+            )
 
 
 def _user_exists(user: str) -> bool:
@@ -154,13 +177,8 @@ def install_command(
     on_this_machine = host.root == Path("/")
     if on_this_machine and not dry_run and os.geteuid() != 0:
         fail("installing a system service needs root: run it with sudo.", EXIT_USAGE)
-    blocked = unreachable_dirs(program) if on_this_machine else []
-    if blocked:
-        fail(
-            f"the service user cannot reach {program}: {blocked[0]} is closed to other users. "
-            "Install mailgate where every user can run it (e.g. `pipx install --global .` or a "
-            "venv under /opt/mailgate), then run this again."
-        )
+    if on_this_machine:
+        _check_reachable(program)
     opts = UnitOptions(
         program, user, data_dir, low_ports or needs_low_ports(_configured_ports(data_dir))
     )

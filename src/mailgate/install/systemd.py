@@ -243,6 +243,14 @@ def unreachable_dirs(
     return blocked
 
 
+def interpreter(first_line: bytes) -> Path | None:
+    """The interpreter a script's `#!` line names (pip's console scripts have one)."""
+    if not first_line.startswith(b"#!"):
+        return None
+    words = first_line[2:].strip().split()
+    return Path(words[0].decode("utf-8", "replace")) if words else None
+
+
 def systemd_running(root: Path = Path("/")) -> bool:
     """sd_booted(3): the system was booted with systemd when /run/systemd/system exists."""
     return os.path.isdir(root / "run/systemd/system")
