@@ -80,6 +80,24 @@ SYSTEM_REQUIREMENTS = (
         check=("unshare", "--version"),
         expect=("unshare",),
     ),
+    Requirement(
+        "systemd-analyze, which verifies the generated systemd unit",
+        ("systemd",),
+        check=("systemd-analyze", "--version"),
+        expect=("systemd",),
+    ),
+    Requirement(
+        "podman, which builds the container image (--isolation=chroot) and mounts it",
+        ("podman",),
+        check=("podman", "--version"),
+        expect=("podman version",),
+    ),
+    Requirement(
+        "debootstrap, which makes the image test's Debian base (no registry needed)",
+        ("debootstrap",),
+        check=("debootstrap", "--version"),
+        expect=("debootstrap",),
+    ),
 )
 
 
