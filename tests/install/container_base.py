@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 
 CACHE = Path(os.environ.get("MAILGATE_TEST_CACHE", "/var/tmp/mailgate-test-cache"))
-BASE_TAG = "localhost/mailgate-test-base:bookworm"
+#: Bump the version when the way the base is made changes: old caches are then not used.
+BASE_TAG = "localhost/mailgate-test-base:bookworm-v2"
 MIRROR = "http://deb.debian.org/debian"
 #: ca-certificates: pip in the image verifies PyPI's certificate with the system bundle.
 INCLUDE = "ca-certificates"
@@ -27,7 +28,7 @@ def image_exists(tag: str) -> bool:
 
 def base_tarball() -> Path:
     """The cached rootfs tarball, made with debootstrap on first use."""
-    tarball = CACHE / "bookworm-minbase.tar"
+    tarball = CACHE / "bookworm-minbase-v2.tar"
     if tarball.exists():
         return tarball
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,12 @@ def base_tarball() -> Path:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    # Like Debian's own images: no downloaded .debs, no package lists (apt-get update
+    # fetches them again), which halves the base.
+    for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        for item in (rootfs / cache).glob("*"):
+            if item.is_file():
+                item.unlink()
     partial = tarball.with_suffix(".tar.partial")
     subprocess.run(["tar", "-C", str(rootfs), "-cf", str(partial), "."], check=True)
     partial.replace(tarball)  # whole or not at all: an interrupted run starts again
