@@ -18,6 +18,7 @@ from mailgate.config.errors import ConfigError, SecretKeyError
 from mailgate.config.model import AccountState
 from mailgate.config.store import Store, init_data_dir
 from mailgate.gateway.queue import QueueStore, State
+from tests.bounds import HANG
 from tests.gateway.e2e_helpers import wait_until
 
 NOW = 1_800_000_000.0
@@ -103,7 +104,7 @@ def test_backup_while_the_queue_is_written_is_consistent(source: Path, tmp_path:
     thread = threading.Thread(target=writer)
     thread.start()
     try:
-        wait_until(lambda: len(accepted) >= 10, 60, "the writer to store mail")
+        wait_until(lambda: len(accepted) >= 10, HANG, "the writer to store mail")
         counts = []
         for i in range(3):
             target = tmp_path / f"online-{i}.backup"

@@ -26,6 +26,7 @@ from mailgate.logsetup import (
     configure,
     syslog_priority,
 )
+from tests.bounds import HANG
 from tests.gateway.e2e_helpers import Mailgate, environment, stop_process, wait_ready
 
 
@@ -171,7 +172,7 @@ def test_serve_logs_in_the_chosen_format(tmp_path: Path, fmt: str) -> None:
     try:
         wait_ready(process, ready, log_path)
     finally:
-        assert stop_process(process, 45.0) == 0
+        assert stop_process(process, HANG) == 0
     lines = log_path.read_text().splitlines()
     assert any("listening for SMTP on 127.0.0.1:" in line for line in lines), lines
     check = _is_json_line if fmt == "json" else _is_journal_line

@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 from mailgate.notify import Notifier, message, ready_status, socket_address, watchdog_interval
+from tests.bounds import HANG, SOCKET
 from tests.gateway.e2e_helpers import Mailgate, environment, stop_process, wait_ready
-
-STOP_TIMEOUT = 45.0
 
 
 @pytest.mark.parametrize(
@@ -63,7 +62,7 @@ def test_ready_status_names_addresses_and_state() -> None:
 def _listen(address: str | bytes) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(address)
-    sock.settimeout(30)
+    sock.settimeout(SOCKET)
     return sock
 
 
@@ -149,7 +148,7 @@ def test_serve_notifies_ready_watchdog_and_stopping(
             [*argv, "--no-console"], stdout=log, stderr=subprocess.STDOUT, env=env
         )
     try:
-        before_ready = _wait_for(sock, "READY", 60)
+        before_ready = _wait_for(sock, "READY", HANG)
         # READY comes only once the listener is up: it accepts a connection right away.
         info = wait_ready(process, ready, log_path)
         with socket.create_connection(("127.0.0.1", info["smtp"][0]["port"]), 10) as smtp:
@@ -159,7 +158,7 @@ def test_serve_notifies_ready_watchdog_and_stopping(
         pings = [d for d in _receive(sock, 3.0) if d.get("WATCHDOG") == "1"]
         assert len(pings) >= 3, pings  # ~15 expected in 3 s; a loaded machine may lag
         process.send_signal(signal.SIGTERM)
-        assert "STOPPING" in _wait_for(sock, "STOPPING", 30)[-1]
-        assert process.wait(STOP_TIMEOUT) == 0, log_path.read_text()
+        assert "STOPPING" in _wait_for(sock, "STOPPING", HANG)[-1]
+        assert process.wait(HANG) == 0, log_path.read_text()
     finally:
-        stop_process(process, STOP_TIMEOUT)
+        stop_process(process, HANG)

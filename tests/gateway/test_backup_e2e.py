@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, SOCKET
 from tests.gateway.e2e_helpers import (
     DEVICE,
     Mailgate,
@@ -24,8 +25,6 @@ from tests.gateway.e2e_helpers import (
     wait_delivered,
     wait_until,
 )
-
-DELIVERY_TIMEOUT = 60.0
 
 
 @pytest.fixture
@@ -62,13 +61,13 @@ def test_backup_of_a_running_gateway_restores_and_delivers(
     (tmp_path / "old-run").mkdir()
     serve = Serve.start(old, tmp_path / "old-run")
     servers.append(serve)
-    with smtplib.SMTP("127.0.0.1", serve.port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", serve.port, timeout=SOCKET) as client:
         client.ehlo("printer.local")
         for subject in subjects:
             client.sendmail(DEVICE, ["someone@fabrikam.com"], mail(subject))
     wait_until(
         lambda: _states(old, subjects) == ["deferred"] * 3,
-        DELIVERY_TIMEOUT,
+        HANG,
         "the old gateway to defer the mail",
     )
 
@@ -93,11 +92,11 @@ def test_backup_of_a_running_gateway_restores_and_delivers(
     (tmp_path / "new-run").mkdir()
     serve = Serve.start(new, tmp_path / "new-run")
     servers.append(serve)
-    wait_delivered(sim, set(subjects), DELIVERY_TIMEOUT)
+    wait_delivered(sim, set(subjects), HANG)
     assert_delivered_once(sim, set(subjects))
     wait_until(
         lambda: _states(new, subjects) == ["sent"] * 3,
-        DELIVERY_TIMEOUT,
+        HANG,
         "the restored gateway to record the mail as sent",
     )
     assert serve.stop() == 0

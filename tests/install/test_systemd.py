@@ -27,6 +27,7 @@ from mailgate.install.systemd import (
     uninstall_plan,
     unreachable_dirs,
 )
+from tests.bounds import HANG
 
 #: The real program of this venv: systemd-analyze verify checks that ExecStart exists.
 MAILGATE = Path(sys.executable).with_name("mailgate")
@@ -171,7 +172,7 @@ def _verify(unit: Path) -> subprocess.CompletedProcess[str]:
         ["systemd-analyze", "verify", str(unit)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
         check=False,
     )
 
