@@ -268,3 +268,22 @@ def test_install_refuses_a_program_the_service_user_cannot_reach(tmp_path: Path)
     assert result.exit_code == 1, result.output
     assert f"could not run {closed / 'python'}" in result.output
     assert "/usr/bin/python3" in result.output
+
+
+def test_serve_refused_a_low_port_says_how_to_grant_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bind(2) EACCES (port < 1024 without the capability) is not "port in use"."""
+    import mailgate.service
+
+    async def refused(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    data = ["--data-dir", str(tmp_path / "data")]
+    runner = CliRunner()
+    assert runner.invoke(main, [*data, "init"]).exit_code == 0
+    monkeypatch.setattr(mailgate.service, "serve", refused)
+    result = runner.invoke(main, [*data, "serve", "--listen", "127.0.0.1:25", "--no-console"])
+    assert result.exit_code == 1, result.output
+    assert "`mailgate service install` again" in result.output
+    assert "CAP_NET_BIND_SERVICE" in result.output
