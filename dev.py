@@ -93,6 +93,18 @@ SYSTEM_REQUIREMENTS = (
         expect=("podman version",),
     ),
     Requirement(
+        "Debian's Python with venv: the unit test installs mailgate as an administrator would",
+        ("python3", "python3-venv"),
+        check=("/usr/bin/python3", "-c", "import ensurepip, venv; print('venv ok')"),
+        expect=("venv ok",),
+    ),
+    Requirement(
+        "setpriv, which runs the unit's commands as an unprivileged user",
+        ("util-linux",),
+        check=("setpriv", "--version"),
+        expect=("setpriv",),
+    ),
+    Requirement(
         "debootstrap, which makes the image test's Debian base (no registry needed)",
         ("debootstrap",),
         check=("debootstrap", "--version"),
