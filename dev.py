@@ -80,6 +80,36 @@ SYSTEM_REQUIREMENTS = (
         check=("unshare", "--version"),
         expect=("unshare",),
     ),
+    Requirement(
+        "systemd-analyze, which verifies the generated systemd unit",
+        ("systemd",),
+        check=("systemd-analyze", "--version"),
+        expect=("systemd",),
+    ),
+    Requirement(
+        "podman, which builds the container image (--isolation=chroot) and mounts it",
+        ("podman",),
+        check=("podman", "--version"),
+        expect=("podman version",),
+    ),
+    Requirement(
+        "Debian's Python with venv: the unit test installs mailgate as an administrator would",
+        ("python3", "python3-venv"),
+        check=("/usr/bin/python3", "-c", "import ensurepip, venv; print('venv ok')"),
+        expect=("venv ok",),
+    ),
+    Requirement(
+        "setpriv, which runs the unit's commands as an unprivileged user",
+        ("util-linux",),
+        check=("setpriv", "--version"),
+        expect=("setpriv",),
+    ),
+    Requirement(
+        "debootstrap, which makes the image test's Debian base (no registry needed)",
+        ("debootstrap",),
+        check=("debootstrap", "--version"),
+        expect=("debootstrap",),
+    ),
 )
 
 

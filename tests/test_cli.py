@@ -26,6 +26,9 @@ COMMANDS = [
     "doctor",
     "sim",
     "demo",
+    "service",
+    "backup",
+    "restore",
 ]
 
 

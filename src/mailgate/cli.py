@@ -16,10 +16,12 @@ from pathlib import Path
 
 import click
 
-from mailgate import __version__
+from mailgate import __version__, logsetup
+from mailgate.commands.backup import backup_command, restore_command
 from mailgate.commands.doctor import doctor_command
 from mailgate.commands.gateway import device_group, queue_group, serve_command
 from mailgate.commands.send import send_command
+from mailgate.commands.service import service_group
 from mailgate.commands.signin import login_command, logout_command, status_command
 from mailgate.config.commands import config_group, init_command
 from mailgate.config.paths import CliState
@@ -35,16 +37,23 @@ from mailgate.config.paths import CliState
     help="Data directory (default: $MAILGATE_DATA_DIR, else /var/lib/mailgate as root, "
     "else $XDG_DATA_HOME/mailgate or ~/.local/share/mailgate).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(logsetup.FORMATS),
+    default="auto",
+    show_default=True,
+    envvar="MAILGATE_LOG_FORMAT",
+    help="Log lines on stderr: journal (syslog priority prefixes, no timestamps; chosen "
+    "automatically under systemd), json (one object per line, for log shippers) or text.",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: int, data_dir: Path | None) -> None:
+def main(ctx: click.Context, verbose: int, data_dir: Path | None, log_format: str) -> None:
     """mailgate: relay mail from printers, scanners and applications that speak plain SMTP
     to Exchange Online / Outlook.com, signing in with OAuth 2.0 like a modern device."""
     # Subcommands read it with ctx.find_object(CliState).data_dir.
     ctx.obj = CliState(data_dir_option=data_dir)
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logsetup.configure(log_format, max(level, logging.DEBUG))
 
 
 @main.command()
@@ -181,3 +190,6 @@ main.add_command(serve_command)
 main.add_command(queue_group)
 main.add_command(device_group)
 main.add_command(doctor_command)
+main.add_command(service_group)
+main.add_command(backup_command)
+main.add_command(restore_command)

@@ -41,6 +41,7 @@ from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
 from mailgate.gateway.pacing import Limits
 from mailgate.gateway.queue import Incoming, QueueStore
 from mailgate.identity.tokens import TokenManager
+from mailgate.notify import Notifier, ready_status
 from mailgate.submission.client import SubmissionClient
 from mailgate.upstream import Upstream as UpstreamSession
 
@@ -322,8 +323,15 @@ async def serve(
             settings.missing,
         )
     console = await start_console(gateway, override, bound) if override.console_enabled else None
+    notifier = Notifier.from_environ()  # systemd Type=notify; nothing without $NOTIFY_SOCKET
+    watchdog = asyncio.create_task(notifier.keep_watchdog(), name="sd-watchdog")
     with ready_file_written(ready_file, bound, console.url if console is not None else None):
+        notifier.ready(ready_status(bound, settings.configured))
         await stop.wait()
+    notifier.stopping()
+    watchdog.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watchdog
     log.warning("mailgate: stopping; messages in flight get 30 s, the rest stay queued")
     if console is not None:
         await console.stop()

@@ -90,6 +90,14 @@ def serve_command(
                 asyncio.run(serve(store, settings, override, ready_file))
         except AlreadyServing as error:
             fail(str(error))
+        except PermissionError:
+            # bind(2) EACCES: a port below 1024 without CAP_NET_BIND_SERVICE.
+            fail(
+                "cannot listen: a port below 1024 needs privileges. Under systemd run "
+                "`mailgate service install` again: it grants CAP_NET_BIND_SERVICE (and only "
+                "that) when such a port is configured. Or choose a port from 1024 up with "
+                "--listen or `mailgate config set listener.port N`."
+            )
         except OSError as error:
             fail(
                 f"cannot listen: {error.strerror or error}. Is another mailgate or mail "

@@ -543,7 +543,7 @@ class DeliveryEngine:
         self.wake()
 
     async def _event(self, level: str, kind: str, text: str, message_id: int | None = None) -> None:
-        getattr(log, level if level != "info" else "info")(text)
+        # add_event logs it too (mailgate.events), so it is not logged here a second time.
         await self.db(self.queue.add_event, self.clock(), level, kind, text, message_id)
 
 

@@ -54,6 +54,7 @@ from mailgate.gateway.queue_schema import (
     metadata,
     recipients,
 )
+from mailgate.logsetup import log_event
 
 
 class QueueStore:
@@ -248,6 +249,15 @@ class QueueStore:
         mine = messages.c.lease_owner == owner
         return self._requeue(and_(messages.c.state == State.SENDING.value, mine), now)
 
+    def resume_restored(self, now: float) -> int:
+        """After a restore from a backup: leases of the gateway the backup came from are
+        void, and deferred mail is due now (its backoff was for that machine's trouble).
+        Held mail stays held. Returns how many messages changed."""
+        requeued = self._requeue(messages.c.state == State.SENDING.value, now)
+        values = {"next_attempt_at": now}
+        deferred = messages.c.state == State.DEFERRED.value
+        return requeued + self._transition(deferred, now, values, "restored from a backup")
+
     def _requeue(self, where: ColumnElement[bool], now: float) -> int:
         values = {
             "state": State.QUEUED.value,
@@ -405,6 +415,8 @@ class QueueStore:
     def add_event(
         self, now: float, level: str, kind: str, text: str, message_id: int | None = None
     ) -> None:
+        """Record an event for the console, and log it: every event is also a log line."""
+        log_event(level, kind, text, message_id)
         with write_transaction(self.engine) as conn:
             conn.execute(
                 insert(events).values(

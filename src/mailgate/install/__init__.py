@@ -1,0 +1,1 @@
+"""Installing mailgate as a service: the systemd unit and its plan."""
