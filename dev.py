@@ -229,6 +229,14 @@ def ensure_system_tools() -> None:
         )
 
 
+def parallel(args: list[str]) -> list[str]:
+    """Two pytest-xdist workers unless the caller chose (-n N, -n 0 for none). loadscope
+    keeps a module's tests on one worker, so module-scoped simulators start once."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses")) for a in args):
+        return []
+    return ["-n", "2", "--dist", "loadscope"]
+
+
 def test(args: list[str]) -> int:
     ensure_system_tools()
     os.chdir(ROOT)
@@ -243,7 +251,7 @@ def test(args: list[str]) -> int:
             print(f"mailgate: {name} failed", file=sys.stderr)
             return 1
     print("mailgate: pytest", flush=True)
-    code = run(BIN / "python", "-m", "pytest", *args)
+    code = run(BIN / "python", "-m", "pytest", *parallel(args), *args)
     if code == 5:
         print("mailgate: pytest collected no tests: the set-up is broken", file=sys.stderr)
         return 1

@@ -50,7 +50,12 @@ def test_key_check_differs_per_key_and_never_shows_the_key() -> None:
     assert text not in repr(decode_key(text, "t"))
 
 
-@pytest.mark.parametrize("text", ["", "short", "A" * 44, "!" * 44, new_key_text()[:-4]])
+@pytest.mark.parametrize(
+    "text",
+    ["", "short", "A" * 44, "!" * 44, new_key_text()[:-4]],
+    # Fixed ids: a random id would differ between pytest-xdist's workers.
+    ids=["empty", "short", "all-A", "not-base64", "truncated"],
+)
 def test_malformed_keys_are_refused(text: str) -> None:
     with pytest.raises(SecretKeyError, match="not valid: it must be 32 random bytes"):
         decode_key(text, "MAILGATE_SECRET_KEY")
