@@ -4,6 +4,7 @@
     python3 dev.py demo     the simulator and a device signing in to it (README's first command)
     python3 dev.py test     ruff, mypy and the whole test suite (README's second command)
     python3 dev.py --python /usr/bin/python3.11 test    the same under another Python
+    python3 dev.py pythons  the other supported Pythons on this machine (for .ci/run)
 
 Each run makes sure the virtual environment in .venv exists and holds what pyproject.toml
 asks for, and (for `test`) that the system tools the tests drive are installed.
@@ -240,11 +241,15 @@ def parallel(args: list[str]) -> list[str]:
 def test(args: list[str]) -> int:
     ensure_system_tools()
     os.chdir(ROOT)
-    steps: list[tuple[str, list[str | Path]]] = [
-        ("ruff", [BIN / "ruff", "check", "src", "tests", "dev.py"]),
-        ("ruff format", [BIN / "ruff", "format", "--check", "src", "tests", "dev.py"]),
-        ("mypy", [BIN / "mypy"]),
-    ]
+    steps: list[tuple[str, list[str | Path]]] = []
+    if args[:1] == ["--suite-only"]:  # another interpreter: the code was checked already
+        args = args[1:]
+    else:
+        steps = [
+            ("ruff", [BIN / "ruff", "check", "src", "tests", "dev.py"]),
+            ("ruff format", [BIN / "ruff", "format", "--check", "src", "tests", "dev.py"]),
+            ("mypy", [BIN / "mypy"]),
+        ]
     for name, command in steps:
         print(f"mailgate: {name}", flush=True)
         if run(*command) != 0:
@@ -264,8 +269,7 @@ def under(python: str, argv: list[str]) -> int:
     if path is None:
         print(f"mailgate: no such Python: {python}", file=sys.stderr)
         return 2
-    probe = [path, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
-    version = subprocess.run(probe, capture_output=True, text=True, check=False).stdout.strip()
+    version = version_of(path)
     if not version:
         print(f"mailgate: {path} does not run as Python", file=sys.stderr)
         return 2
@@ -273,10 +277,39 @@ def under(python: str, argv: list[str]) -> int:
     return run(path, ROOT / "dev.py", *argv, env=env)
 
 
+def version_of(python: str) -> str:
+    probe = [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def other_pythons() -> list[str]:
+    """Supported interpreters (3.11 and newer) on this machine other than the running one,
+    one per version, oldest first: the distribution's own, any in PATH, pyenv's."""
+    names = [f"python3.{minor}" for minor in range(11, 20)]
+    candidates = ["/usr/bin/python3", *(f"/usr/bin/{n}" for n in names)]
+    candidates += [found for n in names if (found := shutil.which(n))]
+    candidates += sorted(str(p) for p in Path.home().glob(".pyenv/versions/3.*/bin/python3"))
+    found: dict[tuple[int, ...], str] = {tuple(sys.version_info[:3]): sys.executable}
+    for candidate in candidates:
+        version = version_of(candidate) if Path(candidate).exists() else ""
+        parts = tuple(int(x) for x in version.split(".")) if version else ()
+        if parts >= (3, 11) and parts not in found:
+            found[parts] = candidate
+    del found[tuple(sys.version_info[:3])]
+    return [found[v] for v in sorted(found)]
+
+
 def main() -> int:
     argv = sys.argv[1:]
     if argv[:1] == ["--python"] and len(argv) >= 2:
         return under(argv[1], argv[2:])
+    if argv[:1] == ["pythons"]:
+        print("\n".join(other_pythons()))
+        return 0
     if not argv or argv[0] not in {"demo", "test", "mailgate"}:
         print(__doc__)
         return 2
