@@ -153,7 +153,7 @@ def _failed_login(cli: Cli, sim: SimulatorThread, approve_as: str | None) -> str
         pytest.param(
             {"user_declines": True},
             True,
-            ["declined", "Sign in again"],
+            ["AADSTS70000", "Sign-in declined", "Run the sign-in again"],
             id="user-declines",
         ),
         pytest.param(

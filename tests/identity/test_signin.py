@@ -90,8 +90,10 @@ def test_upn_differs_from_primary_address(sim: SimulatorThread) -> None:
 
 def test_declined(sim: SimulatorThread) -> None:
     error = failure(sim, approve=False)
-    assert error.problem.code in {"authorization_declined", "AADSTS65004"}
-    assert "declined" in error.problem.title.lower()
+    # Microsoft sends AADSTS70000 (also used for a dead refresh token): `error` decides.
+    assert error.problem.code == "AADSTS70000"
+    assert error.problem.error == "authorization_declined"
+    assert error.problem.title == "Sign-in declined"
     assert error.problem.needs_sign_in
 
 

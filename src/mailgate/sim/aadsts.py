@@ -213,6 +213,8 @@ class AadstsFailure:
     #: Overrides the catalog's ``error`` where one code appears under two OAuth errors.
     error: str | None = None
     status: int = 400
+    #: Overrides the catalog's text where one code comes with two texts (70000).
+    text: str | None = None
 
     @property
     def entry(self) -> CatalogEntry:
@@ -225,7 +227,8 @@ class AadstsFailure:
     @property
     def message(self) -> str:
         """The "AADSTSnnnn: text" line Microsoft's pages show and error_description begins with."""
-        return f"AADSTS{self.code}: {self.entry.text.format(**self.params)}"
+        text = self.text if self.text is not None else self.entry.text
+        return f"AADSTS{self.code}: {text.format(**self.params)}"
 
     def body(self, *, now: float, login_host: str, correlation_id: str | None) -> dict[str, object]:
         """The JSON body; the correlation ID echoes the client's ``client-request-id``."""

@@ -48,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 
 from mailgate.sim.aadsts import AadstsFailure, grant_timestamp, is_guid
 from mailgate.sim.directory import Mailbox
+from mailgate.sim.introspection import introspection_route
 from mailgate.sim.state import DeviceCodeRequest, SimState
 
 #: Tenant segments that name no single directory.
@@ -115,8 +116,9 @@ def _parse_scopes(state: SimState, raw: str) -> list[str] | AadstsFailure:
     scopes = raw.split()
     if not scopes:
         return AadstsFailure(900144, {"parameter": "scope"})
-    resource = state.profile.smtp_resource.lower()
-    allowed = OIDC_SCOPES | {f"{resource}/smtp.send", f"{resource}/.default"}
+    allowed = set(OIDC_SCOPES)
+    for resource in state.profile.smtp_resources:
+        allowed |= {f"{resource.lower()}/smtp.send", f"{resource.lower()}/.default"}
     for scope in scopes:
         if scope.lower() not in allowed:
             return AadstsFailure(70011, {"scope": scope})
@@ -273,6 +275,18 @@ def _blocker(
 # -- the protocol ----------------------------------------------------------------------------
 
 
+DECLINED_TEXT = (
+    "The request was denied because one or more scopes requested are unauthorized or expired. "
+    "The user must first sign in and grant the client application access to the requested scope."
+)
+
+
+def _public_client_refused() -> AadstsFailure:
+    # Entra ID wants a client secret from a confidential client: RFC 6749 section 5.2 says
+    # invalid_client comes with HTTP 401, and Microsoft does so.
+    return AadstsFailure(7000218, status=401)
+
+
 def start_device_flow(state: SimState, base: str, tenant: str, form: FormData) -> Reply:
     """``POST /devicecode`` (RFC 8628 section 3.2, with Microsoft's field values)."""
     client_id = _text(form, "client_id")
@@ -312,7 +326,9 @@ def _claim_device_code(
         if request.status == "pending":
             return AadstsFailure(70016)
         if request.status == "declined":
-            return AadstsFailure(65004, error="authorization_declined")
+            # What Microsoft answers today; the number has varied (65004 before), `error`
+            # is what clients must go by.
+            return AadstsFailure(70000, error="authorization_declined", text=DECLINED_TEXT)
         # Approved: tokens or an error now, and the device code is spent either way.
         request.status = "redeemed"
         return request
@@ -329,7 +345,7 @@ def redeem_device_code(state: SimState, issuer_base: str, form: FormData) -> Rep
         return request
     # "Allow public client flows" off: Entra ID wants a client secret, after the sign-in.
     if state.scenario.public_client_disabled:
-        return AadstsFailure(7000218)
+        return _public_client_refused()
     mailbox = state.directory.get(request.upn or "")
     if mailbox is None:
         return AadstsFailure(
@@ -376,6 +392,8 @@ def redeem_refresh_token(state: SimState, issuer_base: str, form: FormData) -> R
     mailbox = state.directory.get(grant.upn)
     if mailbox is None:
         return AadstsFailure(70000)
+    if state.scenario.public_client_disabled:  # turned off after the sign-in
+        return _public_client_refused()
     failure = _blocker(state, client_id, mailbox, interactive=False)
     if failure:
         return failure
@@ -540,6 +558,9 @@ class _IdentityPlatform:
             # less clearly than the verification_uri it was given.
             Route("/devicelogin", self.device_login, methods=device_login),
             Route("/deviceloginchina", self.device_login, methods=device_login),
+            Route("/deviceloginus", self.device_login, methods=device_login),
+            Route("/link", self.device_login, methods=device_login),
+            introspection_route(self.state),
             Route("/{tenant}/adminconsent", self.admin_consent, methods=device_login),
             Route("/{tenant}/v2.0/adminconsent", self.admin_consent, methods=device_login),
         ]

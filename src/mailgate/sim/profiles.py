@@ -33,10 +33,24 @@ class Profile:
     #: Tenant display name and id of the default directory.
     tenant_name: str
     tenant_id: str
+    #: Microsoft's verification_uri for this cloud (RFC 8628 section 3.2).
+    verification_uri: str = "https://microsoft.com/devicelogin"
+    #: Other names of the same Exchange resource that the cloud also accepts in a scope
+    #: (worldwide: https://outlook.office365.com, as Microsoft's SMTP OAuth page shows).
+    other_smtp_resources: tuple[str, ...] = ()
 
     @property
     def smtp_scope(self) -> str:
         return f"{self.smtp_resource}/SMTP.Send"
+
+    @property
+    def smtp_resources(self) -> tuple[str, ...]:
+        return (self.smtp_resource, *self.other_smtp_resources)
+
+    def smtp_scope_in(self, scopes: list[str]) -> bool:
+        """Does a token with *scopes* carry this cloud's SMTP.Send (under any resource name)?"""
+        wanted = {f"{r}/SMTP.Send".lower() for r in self.smtp_resources}
+        return any(scope.lower() in wanted for scope in scopes)
 
 
 PROFILES: dict[str, Profile] = {
@@ -52,6 +66,7 @@ PROFILES: dict[str, Profile] = {
         initial_domain="contoso.onmicrosoft.com",
         tenant_name="Contoso",
         tenant_id="72f988bf-86f1-41af-91ab-2d7cd011db47",
+        other_smtp_resources=("https://outlook.office365.com",),
     ),
     "21vianet": Profile(
         name="21vianet",
@@ -65,6 +80,7 @@ PROFILES: dict[str, Profile] = {
         initial_domain="contoso.partner.onmschina.cn",
         tenant_name="Contoso China",
         tenant_id="3d1c5b2a-7e4f-4a1b-9c8d-0f6e5d4c3b2a",
+        verification_uri="https://microsoft.com/deviceloginchina",
     ),
     "gcc-high": Profile(
         name="gcc-high",
@@ -78,6 +94,7 @@ PROFILES: dict[str, Profile] = {
         initial_domain="contoso.onmicrosoft.us",
         tenant_name="Contoso Federal",
         tenant_id="9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+        verification_uri="https://microsoft.com/deviceloginus",
     ),
     "consumers": Profile(
         name="consumers",
@@ -92,6 +109,7 @@ PROFILES: dict[str, Profile] = {
         # The fixed tenant id Microsoft uses for personal accounts.
         tenant_name="Microsoft Services",
         tenant_id="9188040d-6c67-4c5b-b112-36a304b66dad",
+        verification_uri="https://www.microsoft.com/link",
     ),
 }
 
