@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from mailgate.account import sender_address
+from mailgate.account import missing_sender_advice, sender_address
 from mailgate.commands.common import duration, when
 from mailgate.config.model import OAuthConfig, Settings, TrustConfig
 from mailgate.config.presets import Security
@@ -438,6 +438,18 @@ def check_signed_in(name: str, store: Store, settings: Settings) -> CheckResult:
     return _pass(name, detail)
 
 
+def check_sender(name: str, store: Store, settings: Settings) -> CheckResult:
+    """Who mail goes out as; nobody, with provider `none` and no sender.address set."""
+    sender = sender_address(settings, store.account())
+    if sender is None:
+        return _fail(
+            name,
+            "There is no sender address: mail has no account to go out as.",
+            missing_sender_advice(settings),
+        )
+    return _pass(name, f"Mail goes out as {sender}.")
+
+
 async def check_refresh(name: str, tokens: TokenManager) -> CheckResult:
     """A forced refresh: proves the stored refresh token, consent and policies still work."""
     try:
@@ -507,8 +519,8 @@ SETTINGS = "settings"
 DNS_SMTP, DNS_SIGN_IN, DNS_PROXY = "dns.smtp", "dns.sign-in", "dns.proxy"
 TCP_SMTP, TCP_SIGN_IN, TCP_PROXY = "tcp.smtp", "tcp.sign-in", "tcp.proxy"
 TLS_SIGN_IN, CLOCK, METADATA = "tls.sign-in", "clock", "metadata"
-SIGNED_IN, REFRESH, SMTP = "signed-in", "token-refresh", "smtp"
+SIGNED_IN, SENDER, REFRESH, SMTP = "signed-in", "sender", "token-refresh", "smtp"
 #: The checks in report order, for a report that stops at the settings.
 ALL_CHECKS: tuple[str, ...] = (SETTINGS, DNS_SMTP, DNS_SIGN_IN, TCP_SMTP, TCP_SIGN_IN)
-ALL_CHECKS += (TLS_SIGN_IN, CLOCK, METADATA, SIGNED_IN, REFRESH, SMTP)
+ALL_CHECKS += (TLS_SIGN_IN, CLOCK, METADATA, SIGNED_IN, SENDER, REFRESH, SMTP)
 _NO_SIGN_IN = "Not run: the provider is `none`, which does not sign in to Microsoft."

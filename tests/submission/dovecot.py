@@ -16,7 +16,6 @@ The master process is ours (Popen); it is stopped by its pid and its directory r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import pwd
@@ -25,12 +24,9 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 DOVECOT = "/usr/sbin/dovecot"
 START_WITHIN = 60.0
@@ -43,80 +39,6 @@ def available() -> str | None:
     if not Path("/usr/lib/dovecot/submission").exists():
         return "dovecot's submission service is not installed (Debian: dovecot-submissiond)"
     return None
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    data: bytes
-
-
-@dataclass
-class Sink:
-    """An SMTP server on 127.0.0.1 (port 0, own thread) that keeps what Dovecot relays."""
-
-    messages: list[Received] = field(default_factory=list)
-    port: int = 0
-    _loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
-    _server: asyncio.Server | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.original_content or b""
-        with self._lock:
-            self.messages.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(content))
-            )
-        return "250 2.0.0 Ok: queued"
-
-    def start(self) -> int:
-        ready = threading.Event()
-        loop = self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            self._server = loop.run_until_complete(
-                loop.create_server(lambda: SMTP(self, hostname="sink.test"), "127.0.0.1", 0)
-            )
-            self.port = int(self._server.sockets[0].getsockname()[1])
-            ready.set()
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="smtp-sink", daemon=True)
-        self._thread.start()
-        if not ready.wait(30):
-            raise RuntimeError("the SMTP sink did not start")
-        return self.port
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-
-        async def shutdown() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.wait(tasks, timeout=10)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
-        loop.close()
-
-    def subjects(self) -> list[str]:
-        with self._lock:
-            found = []
-            for message in self.messages:
-                for line in message.data.split(b"\r\n"):
-                    if line.lower().startswith(b"subject:"):
-                        found.append(line.split(b":", 1)[1].strip().decode())
-            return found
 
 
 def free_port() -> int:

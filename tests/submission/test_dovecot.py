@@ -27,7 +27,8 @@ from tests.gateway.e2e_helpers import (
     stop_process,
     wait_until,
 )
-from tests.submission.dovecot import Dovecot, Sink, available, start_dovecot
+from tests.submission.dovecot import Dovecot, available, start_dovecot
+from tests.submission.sink import Sink
 from tests.submission.smtp_proxy import RecordingProxy, long_command_lines
 
 #: UPN differs from the primary address (the sender), as in many tenants.
