@@ -69,7 +69,7 @@ def test_happy_path(sim: SimulatorThread) -> None:
     assert any(isinstance(e, Pending) for e in events)
     assert isinstance(events[-1], SignedIn)
     code = events[0].code
-    assert code.verification_uri == sim.devicelogin_url
+    assert code.verification_uri == "https://microsoft.com/devicelogin"
     assert len(code.user_code) == 9
     assert code.interval == 1
     # One JSON object per event, with no secret in any of them.

@@ -202,11 +202,11 @@ async def test_devicecode_answers_like_microsoft(idp: Idp) -> None:
         "interval",
         "message",
     }
-    assert flow["verification_uri"] == f"{BASE}/devicelogin"
+    assert flow["verification_uri"] == "https://microsoft.com/devicelogin"
     assert (flow["expires_in"], flow["interval"]) == (900, 5)
     assert re.fullmatch(r"[A-Z0-9]{9}", flow["user_code"])
     assert flow["message"] == (
-        f"To sign in, use a web browser to open the page {BASE}/devicelogin "
+        "To sign in, use a web browser to open the page https://microsoft.com/devicelogin "
         f"and enter the code {flow['user_code']} to authenticate."
     )
     assert idp.state.counters.devicecode_requests == 1
@@ -217,7 +217,7 @@ async def test_21vianet_uses_deviceloginchina_and_its_own_resource() -> None:
     async with opened.http as http:
         response = await opened.devicecode(scope="https://partner.outlook.cn/SMTP.Send openid")
         flow = response.json()
-        assert flow["verification_uri"] == f"{BASE}/deviceloginchina"
+        assert flow["verification_uri"] == "https://microsoft.com/deviceloginchina"
         assert (await http.get("/deviceloginchina")).status_code == 200
         global_scope = await opened.devicecode(scope=FULL_SCOPE)
         body = aadsts(global_scope, "invalid_scope", 70011, host="login.partner.microsoftonline.cn")

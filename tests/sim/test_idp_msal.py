@@ -122,7 +122,7 @@ def scopes(server: RunningIdp) -> list[str]:
 
 def start_flow(app: Any, server: RunningIdp) -> dict[str, Any]:
     flow: dict[str, Any] = app.initiate_device_flow(scopes=scopes(server))
-    assert flow["verification_uri"] == server.base + server.state.profile.devicelogin_path
+    assert flow["verification_uri"] == server.state.profile.verification_uri
     flow["expires_at"] = time.time() + 20  # bound the wait if nobody approves
     return flow
 

@@ -287,7 +287,7 @@ def _public_client_refused() -> AadstsFailure:
     return AadstsFailure(7000218, status=401)
 
 
-def start_device_flow(state: SimState, base: str, tenant: str, form: FormData) -> Reply:
+def start_device_flow(state: SimState, tenant: str, form: FormData) -> Reply:
     """``POST /devicecode`` (RFC 8628 section 3.2, with Microsoft's field values)."""
     client_id = _text(form, "client_id")
     failure = _check_tenant(state, tenant) or _check_client(state, tenant, client_id)
@@ -297,7 +297,9 @@ def start_device_flow(state: SimState, base: str, tenant: str, form: FormData) -
     if isinstance(scopes, AadstsFailure):
         return scopes
     request = state.new_device_code(client_id, tenant, scopes)
-    verification_uri = base + state.profile.devicelogin_path
+    # Microsoft's own address, as a device shows it; the simulator serves the same page at
+    # the same path on its address (Simulator.devicelogin_url), which its tools print.
+    verification_uri = state.profile.verification_uri
     return {
         "user_code": request.user_code,
         "device_code": request.device_code,
@@ -595,7 +597,7 @@ class _IdentityPlatform:
         with self.state.lock:
             self.state.counters.devicecode_requests += 1
         form = await request.form()
-        reply = start_device_flow(self.state, self.base_url(), request.path_params["tenant"], form)
+        reply = start_device_flow(self.state, request.path_params["tenant"], form)
         return self._reply(request, reply)
 
     async def token(self, request: Request) -> Response:

@@ -1,14 +1,16 @@
 """The clouds the simulator can play, and the names each one uses.
 
-A profile fixes what differs between Microsoft's clouds (SPEC.md "Provider presets" and
-"How Microsoft behaves"): the resource of the SMTP.Send scope, the device-login path
-(`/devicelogin` globally, `/deviceloginchina` for 21Vianet), the real host names shown
-in banners and texts, and the mail domains of the default directory.
+A profile fixes what differs between Microsoft's clouds: the resource of the SMTP.Send
+scope, the verification URI of the device code flow (``https://microsoft.com/devicelogin``
+worldwide, ``.../deviceloginchina`` for 21Vianet, ``.../deviceloginus`` for GCC High,
+``https://www.microsoft.com/link`` for personal accounts), the real host names shown in
+banners and texts, and the mail domains of the default directory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -18,8 +20,6 @@ class Profile:
     default_tenant: str
     #: Resource whose `/SMTP.Send` scope Exchange accepts in this cloud.
     smtp_resource: str
-    #: Path of the page where a person types the user code.
-    devicelogin_path: str
     #: Real sign-in host of this cloud (shown in texts; the simulator listens on 127.0.0.1).
     login_host: str
     #: Real SMTP submission host of this cloud.
@@ -44,6 +44,11 @@ class Profile:
         return f"{self.smtp_resource}/SMTP.Send"
 
     @property
+    def devicelogin_path(self) -> str:
+        """Where the simulator serves the page of :attr:`verification_uri` on its own address."""
+        return urlsplit(self.verification_uri).path
+
+    @property
     def smtp_resources(self) -> tuple[str, ...]:
         return (self.smtp_resource, *self.other_smtp_resources)
 
@@ -58,7 +63,6 @@ PROFILES: dict[str, Profile] = {
         name="global",
         default_tenant="common",
         smtp_resource="https://outlook.office.com",
-        devicelogin_path="/devicelogin",
         login_host="login.microsoftonline.com",
         smtp_host="smtp.office365.com",
         banner_host="BY1PR10CA0041.outlook.office365.com",
@@ -72,7 +76,6 @@ PROFILES: dict[str, Profile] = {
         name="21vianet",
         default_tenant="common",
         smtp_resource="https://partner.outlook.cn",
-        devicelogin_path="/deviceloginchina",
         login_host="login.partner.microsoftonline.cn",
         smtp_host="smtp.partner.outlook.cn",
         banner_host="SH0PR01CA0041.CHNPR01.prod.partner.outlook.cn",
@@ -86,7 +89,6 @@ PROFILES: dict[str, Profile] = {
         name="gcc-high",
         default_tenant="common",
         smtp_resource="https://outlook.office365.us",
-        devicelogin_path="/devicelogin",
         login_host="login.microsoftonline.us",
         smtp_host="smtp.office365.us",
         banner_host="BN1PR09CA0041.namprd09.prod.outlook.us",
@@ -100,7 +102,6 @@ PROFILES: dict[str, Profile] = {
         name="consumers",
         default_tenant="consumers",
         smtp_resource="https://outlook.office.com",
-        devicelogin_path="/devicelogin",
         login_host="login.microsoftonline.com",
         smtp_host="smtp-mail.outlook.com",
         banner_host="BL1PR13CA0041.outlook.office365.com",
