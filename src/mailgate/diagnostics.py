@@ -464,7 +464,7 @@ async def check_refresh(name: str, tokens: TokenManager) -> CheckResult:
     )
 
 
-def _smtp_success(upstream: Upstream, greeting: str, offered: frozenset[str]) -> str:
+def _smtp_success(upstream: Upstream, greeting: str, mechanism: str | None) -> str:
     outbound = upstream.settings.outbound
     server = greeting.split()[0] if greeting.split() else str(outbound.server)
     steps = {
@@ -474,10 +474,9 @@ def _smtp_success(upstream: Upstream, greeting: str, offered: frozenset[str]) ->
     }[outbound.security]
     account = upstream.tokens.account() if upstream.tokens is not None else None
     if upstream.tokens is not None:
-        steps.append(f"AUTH XOAUTH2 as {account.upn if account else '?'}")
+        steps.append(f"AUTH {mechanism or 'XOAUTH2'} as {account.upn if account else '?'}")
     elif outbound.username:
-        mechanism = "PLAIN" if "PLAIN" in offered else "LOGIN"
-        steps.append(f"AUTH {mechanism} as {outbound.username}")
+        steps.append(f"AUTH {mechanism or 'PLAIN'} as {outbound.username}")
     else:
         steps.append("no AUTH (none configured, not needed to connect)")
     return (
@@ -509,7 +508,7 @@ async def check_smtp(name: str, upstream: Upstream) -> CheckResult:
         return _problem(name, exc.problem)
     try:
         greeting = client.greeting.detail if client.greeting is not None else ""
-        return _pass(name, _smtp_success(upstream, greeting, client.extensions.auth_mechanisms))
+        return _pass(name, _smtp_success(upstream, greeting, client.auth_mechanism))
     finally:
         await client.close()
 

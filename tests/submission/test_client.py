@@ -129,6 +129,7 @@ async def test_oauthbearer_when_xoauth2_is_not_offered(fake: FakeSmtp, trust: Tr
     async with SubmissionClient() as client:
         await client.connect(outbound(fake.port), trust)
         assert (await client.authenticate(XOAuth2Credentials(UPN, TOKEN))).code == 235
+        assert client.auth_mechanism == "OAUTHBEARER"  # what doctor reports
     assert [line for line in fake.lines if line.startswith("AUTH")] == ["AUTH OAUTHBEARER"]
     response = fake.lines[fake.lines.index("AUTH OAUTHBEARER") + 1]
     decoded = base64.b64decode(response).decode()

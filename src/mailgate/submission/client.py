@@ -122,6 +122,8 @@ class SubmissionClient:
         self._lock = asyncio.Lock()
         self.extensions = protocol.Extensions({})
         self.greeting: Reply | None = None
+        #: The SASL mechanism of the last successful AUTH ("XOAUTH2", "OAUTHBEARER", ...).
+        self.auth_mechanism: str | None = None
 
     async def __aenter__(self) -> SubmissionClient:
         return self
@@ -267,7 +269,9 @@ class SubmissionClient:
                 reply = await self._two_step(mechanism, response)
         else:
             reply = await self._two_step(mechanism, response)
-        return await self._finish_sasl(reply, xoauth2.error_acknowledgement(mechanism))
+        reply = await self._finish_sasl(reply, xoauth2.error_acknowledgement(mechanism))
+        self.auth_mechanism = mechanism
+        return reply
 
     async def _auth_password(self, credentials: PasswordCredentials) -> Reply:
         mechanism = self._check_mechanism({"PLAIN", "LOGIN"})
@@ -283,7 +287,9 @@ class SubmissionClient:
             reply = await self._two_step("LOGIN", _b64(user))
             if reply.code == 334:
                 reply = await self._cmd(_b64(password))
-        return await self._finish_sasl(reply)
+        reply = await self._finish_sasl(reply)
+        self.auth_mechanism = mechanism
+        return reply
 
     async def _two_step(self, mechanism: str, response: str) -> Reply:
         reply = await self._cmd(f"AUTH {mechanism}")
