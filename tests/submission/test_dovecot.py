@@ -174,7 +174,9 @@ def test_expired_token_gets_535_5_7_8_one_refresh_and_goes_through(
     challenge = next(i for i, line in enumerate(replies) if line.startswith(b"334 ey"))
     assert replies[challenge + 1].startswith(b"535 5.7.8")
     sent = proxy.lines()
-    assert b"\r\n" in sent
+    first_auth = sent.index(b"AUTH XOAUTH2\r\n")
+    assert len(sent[first_auth + 1]) > 2000  # the response to "334 "
+    assert sent[first_auth + 2] == b"\r\n"  # the empty answer to the JSON challenge
     assert auth_lines(proxy) == [b"AUTH XOAUTH2\r\n"] * 2
     assert long_command_lines(sent) == []
 
@@ -237,6 +239,8 @@ def test_serve_delivers_through_dovecot_refreshes_once_then_holds_when_revoked(
         assert sim.state.counters.refresh_grants == refreshes + 1
 
         # Sign-in revoked: the message is held with words that say what to do.
+        with sim.state.lock:
+            secrets = [*sim.state.access_tokens, *sim.state.refresh_tokens]
         sim.state.revoke_all_tokens()
         third = subject("dovecot-serve-revoked")
         _relay(serve.port, third)
@@ -258,3 +262,6 @@ def test_serve_delivers_through_dovecot_refreshes_once_then_holds_when_revoked(
         assert set(auth_lines(proxy)) == {b"AUTH XOAUTH2\r\n"}
     finally:
         assert stop_process(serve.process, 45.0) == 0, serve.log()
+    log = serve.log()
+    assert "refreshing it once" in log
+    assert not [secret for secret in secrets if secret in log]
