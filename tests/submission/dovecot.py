@@ -47,16 +47,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _users() -> tuple[str, str, str]:
-    """(internal user, login user, mail user): Debian's as root, else ourselves."""
+def _users() -> tuple[str, str, str, str]:
+    """(internal user, login user, mail user, mail group): Debian's as root, else ourselves
+    (Dovecot runs unprivileged when started by a user; best effort, CI runs as root)."""
     if os.geteuid() == 0:
-        return "dovecot", "dovenull", "nobody"
+        return "dovecot", "dovenull", "nobody", "nogroup"
     me = pwd.getpwuid(os.geteuid()).pw_name
-    return me, me, me
+    return me, me, str(os.geteuid()), str(os.getegid())
 
 
 def _config(root: Path, port: int, relay_port: int, introspection_url: str, mechs: str) -> str:
-    internal, login, mail = _users()
+    internal, login, mail, group = _users()
     return f"""# mailgate tests: a private Dovecot, see tests/submission/dovecot.py
 base_dir = {root}/run
 state_dir = {root}/state
@@ -85,7 +86,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={mail} gid={mail if os.geteuid() else "nogroup"} home={root}/mail/%n
+  args = uid={mail} gid={group} home={root}/mail/%n
 }}
 service submission-login {{
   chroot =
