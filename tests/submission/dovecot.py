@@ -28,8 +28,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.bounds import HANG
+
 DOVECOT = "/usr/sbin/dovecot"
-START_WITHIN = 60.0
 
 
 def available() -> str | None:
@@ -116,10 +117,10 @@ class Dovecot:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=HANG)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=HANG)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -169,7 +170,7 @@ def start_dovecot(
             stderr=subprocess.DEVNULL,
         )
         server = Dovecot(root, port, process)
-        deadline = time.monotonic() + START_WITHIN
+        deadline = time.monotonic() + HANG
         while time.monotonic() < deadline and process.poll() is None:
             if _listening(port):
                 return server

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.bounds import HANG, SOCKET
+
 
 @dataclass
 class Received:
@@ -86,7 +88,7 @@ class Sink:
 
         self._thread = threading.Thread(target=run, name="smtp-sink", daemon=True)
         self._thread.start()
-        if not ready.wait(30):
+        if not ready.wait(SOCKET):
             raise RuntimeError("the SMTP sink did not start")
         return self.port
 
@@ -104,9 +106,9 @@ class Sink:
             if tasks:
                 await asyncio.wait(tasks, timeout=10)
 
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(HANG)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(30)
+        thread.join(HANG)
         loop.close()
 
     def subjects(self) -> list[str]:

@@ -15,6 +15,8 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 
+from tests.bounds import HANG, SOCKET
+
 
 @dataclass
 class RecordingProxy:
@@ -50,7 +52,7 @@ class RecordingProxy:
 
         self._thread = threading.Thread(target=run, name="smtp-proxy", daemon=True)
         self._thread.start()
-        if not ready.wait(30):
+        if not ready.wait(SOCKET):
             raise RuntimeError("the recording proxy did not start")
         return self.port
 
@@ -67,9 +69,9 @@ class RecordingProxy:
             if self._tasks:
                 await asyncio.wait(list(self._tasks), timeout=10)
 
-        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(HANG)
         loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(30)
+        self._thread.join(HANG)
         loop.close()
 
     def lines(self) -> list[bytes]:

@@ -18,6 +18,7 @@ import pytest
 
 from mailgate.sim.introspection import PATH as INTROSPECTION
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, SOCKET
 from tests.gateway.e2e_helpers import (
     CLIENT_ID,
     DEVICE,
@@ -33,7 +34,6 @@ from tests.submission.smtp_proxy import RecordingProxy, long_command_lines
 
 #: UPN differs from the primary address (the sender), as in many tenants.
 UPN = "jsmith@contoso.onmicrosoft.com"
-DELIVERY_TIMEOUT = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +217,7 @@ def test_oauthbearer_when_dovecot_offers_only_that(
 
 # -- serve ------------------------------------------------------------------------------------
 def _relay(port: int, title: str) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as client:
         client.sendmail(DEVICE, ["someone@fabrikam.com"], mail(title))
 
 
@@ -228,14 +228,14 @@ def test_serve_delivers_through_dovecot_refreshes_once_then_holds_when_revoked(
     try:
         first = subject("dovecot-serve")
         _relay(serve.port, first)
-        wait_until(lambda: first in sink.subjects(), DELIVERY_TIMEOUT, "the first message")
+        wait_until(lambda: first in sink.subjects(), HANG, "the first message")
 
         # The access token ends on the server's side; the next message needs no new sign-in.
         sim.state.expire_access_tokens()
         refreshes = sim.state.counters.refresh_grants
         second = subject("dovecot-serve-expired")
         _relay(serve.port, second)
-        wait_until(lambda: second in sink.subjects(), DELIVERY_TIMEOUT, "the second message")
+        wait_until(lambda: second in sink.subjects(), HANG, "the second message")
         assert sim.state.counters.refresh_grants == refreshes + 1
 
         # Sign-in revoked: the message is held with words that say what to do.
@@ -248,7 +248,7 @@ def test_serve_delivers_through_dovecot_refreshes_once_then_holds_when_revoked(
         def held() -> bool:
             return mailgate.queue().get(third, {}).get("state") == "held"
 
-        wait_until(held, DELIVERY_TIMEOUT, "the third message to be held")
+        wait_until(held, HANG, "the third message to be held")
         info = mailgate.queue()[third]
         assert info["held_reason"] == "sign-in needed"
         history = " ".join(
@@ -261,7 +261,7 @@ def test_serve_delivers_through_dovecot_refreshes_once_then_holds_when_revoked(
         assert long_command_lines(proxy.lines()) == []
         assert set(auth_lines(proxy)) == {b"AUTH XOAUTH2\r\n"}
     finally:
-        assert stop_process(serve.process, 45.0) == 0, serve.log()
+        assert stop_process(serve.process, HANG) == 0, serve.log()
     log = serve.log()
     assert "refreshing it once" in log
     assert not [secret for secret in secrets if secret in log]
