@@ -46,7 +46,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mailgate.sim.aadsts import AadstsFailure, grant_timestamp, is_guid
+from mailgate.sim.aadsts import (
+    AadstsFailure,
+    declined,
+    grant_timestamp,
+    is_guid,
+    public_client_refused,
+)
 from mailgate.sim.directory import Mailbox
 from mailgate.sim.introspection import introspection_route
 from mailgate.sim.state import DeviceCodeRequest, SimState
@@ -275,18 +281,6 @@ def _blocker(
 # -- the protocol ----------------------------------------------------------------------------
 
 
-DECLINED_TEXT = (
-    "The request was denied because one or more scopes requested are unauthorized or expired. "
-    "The user must first sign in and grant the client application access to the requested scope."
-)
-
-
-def _public_client_refused() -> AadstsFailure:
-    # Entra ID wants a client secret from a confidential client: RFC 6749 section 5.2 says
-    # invalid_client comes with HTTP 401, and Microsoft does so.
-    return AadstsFailure(7000218, status=401)
-
-
 def start_device_flow(state: SimState, tenant: str, form: FormData) -> Reply:
     """``POST /devicecode`` (RFC 8628 section 3.2, with Microsoft's field values)."""
     client_id = _text(form, "client_id")
@@ -328,9 +322,7 @@ def _claim_device_code(
         if request.status == "pending":
             return AadstsFailure(70016)
         if request.status == "declined":
-            # What Microsoft answers today; the number has varied (65004 before), `error`
-            # is what clients must go by.
-            return AadstsFailure(70000, error="authorization_declined", text=DECLINED_TEXT)
+            return declined()
         # Approved: tokens or an error now, and the device code is spent either way.
         request.status = "redeemed"
         return request
@@ -347,7 +339,7 @@ def redeem_device_code(state: SimState, issuer_base: str, form: FormData) -> Rep
         return request
     # "Allow public client flows" off: Entra ID wants a client secret, after the sign-in.
     if state.scenario.public_client_disabled:
-        return _public_client_refused()
+        return public_client_refused()
     mailbox = state.directory.get(request.upn or "")
     if mailbox is None:
         return AadstsFailure(
@@ -395,7 +387,7 @@ def redeem_refresh_token(state: SimState, issuer_base: str, form: FormData) -> R
     if mailbox is None:
         return AadstsFailure(70000)
     if state.scenario.public_client_disabled:  # turned off after the sign-in
-        return _public_client_refused()
+        return public_client_refused()
     failure = _blocker(state, client_id, mailbox, interactive=False)
     if failure:
         return failure
