@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import time
 
 import pytest
@@ -220,6 +221,20 @@ async def test_test_send_queues_a_message(admin: Browser, store: Store, gateway:
     infos = gateway.queue.messages()
     assert infos[0].subject == "hi"
     assert infos[0].envelope_from == "scanner@contoso.com"
+
+
+async def test_test_send_with_provider_none_and_no_sender_says_to_set_it(
+    admin: Browser, store: Store, gateway: Gateway
+) -> None:
+    store.set("smtp.server", "relay.example.org:587")  # the control panel: provider none
+    await admin.get("/test")
+    response = await admin.post("/test", {"to": "b@contoso.com", "subject": "hi", "body": "x"})
+    assert response.status_code == 400
+    text = " ".join(html.unescape(response.text).split())
+    assert "the provider is `none`, so there is no signed-in account to send as" in text
+    assert "mailgate config set sender.address you@example.com" in text
+    assert "Device details" in text
+    assert gateway.queue.messages() == []
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ from mailgate.gateway.delivery import (
 )
 from mailgate.gateway.headers import first_value
 from mailgate.gateway.queue import QueueStore, State
+from mailgate.identity.errors import TokenError
+from mailgate.identity.errors import classify as classify_identity
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError, SubmissionNetworkError
 from mailgate.submission.replies import Classification, Reply, ReplyKind, classify, parse_reply
@@ -130,6 +132,11 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
 
     async def open_upstream() -> Upstream:
+        if server.script and server.script[0].startswith("refresh:"):
+            # A refusal of the token refresh: {"error", "error_codes"} as Microsoft sends.
+            error, code = server.script.pop(0).split(":")[1:]
+            body = {"error": error, "error_codes": [int(code)] if code else []}
+            raise TokenError(classify_identity(body))
         failure = server.next_failure("connect")
         if failure is not None:
             raise failure
@@ -196,6 +203,34 @@ async def test_more_than_500_recipients_are_split(harness: Harness) -> None:
     harness.accept(rcpts)
     await harness.until(lambda: harness.states() == {"sent": 1})
     assert [len(s.rcpts) for s in harness.server.sent] == [500, 500, 201]
+
+
+@pytest.mark.parametrize(
+    ("script", "held", "words"),
+    [
+        ("refresh:invalid_client:7000218", True, "Allow public client flows"),
+        ("refresh:invalid_grant:53003", True, "Conditional Access"),
+        ("refresh:unauthorized_client:700016", True, "client ID"),
+        ("refresh:temporarily_unavailable:", False, "unavailable"),
+    ],
+)
+async def test_refresh_configuration_faults_hold_with_the_fix(
+    harness: Harness, script: str, held: bool, words: str
+) -> None:
+    harness.server.script = [script]
+    mid = harness.accept()
+    kind = "sign_in_needed" if held else "upstream_down"
+    await harness.until(lambda: any(e.kind == kind for e in harness.queue.events()))
+    info = harness.queue.get(mid)
+    assert info is not None
+    assert harness.engine.signin_needed is held
+    events = {e.kind: e.text for e in harness.queue.events()}
+    if held:
+        assert words in events["sign_in_needed"]
+        assert "upstream_down" not in events
+    else:
+        assert info.attempts == 1
+        assert words in events["upstream_down"]
 
 
 async def test_auth_failure_holds_everything_until_sign_in(harness: Harness) -> None:

@@ -11,6 +11,7 @@ from mailgate.submission.replies import (
     ReplyReader,
     classify,
     parse_reply,
+    token_may_be_stale,
 )
 
 CTX = ReplyContext(
@@ -259,3 +260,29 @@ def test_enhanced_status_code(first_line: str, enhanced: str | None, detail: str
     reply = Reply(550, (first_line,))
     assert reply.enhanced == enhanced
     assert reply.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("text", "refresh"),
+    [
+        ("535 5.7.3 Authentication unsuccessful [BY1 2026-06-01T12:00:00.000Z 08DC]", True),
+        ("535 5.7.8 Authentication failed.", True),  # Dovecot
+        ("535 Authentication failed", True),  # no enhanced code
+        ("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled", False),
+        ("534 5.7.9 Please log in with your web browser", False),
+        ("530 5.7.57 Client not authenticated to send mail.", False),
+        ("454 4.7.0 Temporary authentication failure", False),
+        ("235 2.7.0 Authentication successful", False),
+    ],
+)
+def test_token_may_be_stale(text: str, refresh: bool) -> None:
+    assert token_may_be_stale(parse_reply(text)) is refresh
+
+
+def test_a_generic_535_does_not_blame_exchange() -> None:
+    ctx = ReplyContext(upn="scanner@example.org", server="mail.example.org:587")
+    explained = str(classify(parse_reply("535 5.7.8 Authentication failed."), ctx))
+    assert "Exchange refused" not in explained
+    assert "mail.example.org:587 refused the sign-in token for scanner@example.org" in explained
+    assert "535 5.7.8" in explained
+    assert "mailgate login" in explained

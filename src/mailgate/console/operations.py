@@ -11,7 +11,7 @@ import dataclasses
 import time
 from typing import Any
 
-from mailgate.account import sender_address
+from mailgate.account import missing_sender_advice, sender_address
 from mailgate.config.errors import ConfigError, NotConfiguredError, ValidationError
 from mailgate.config.model import Settings
 from mailgate.config.presets import PRESETS
@@ -169,7 +169,7 @@ async def test_send(console: Console, to: str, subject: str, body: str) -> int:
         raise NotConfiguredError("Set up the SMTP server first.")
     sender = sender_address(settings, console.store.account())
     if sender is None:
-        raise NotConfiguredError("There is no sender address yet: sign in first.")
+        raise NotConfiguredError(missing_sender_advice(settings))
     try:
         message, recipients = build_message(sender, [to], [], [], subject, body)
     except ValueError as error:

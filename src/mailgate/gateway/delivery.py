@@ -34,7 +34,7 @@ from mailgate.gateway.pacing import Limits, SendPacer, split_recipients
 from mailgate.gateway.policy import PolicyRefused, Prepared, prepare
 from mailgate.gateway.queue import Claimed, QueueStore, State
 from mailgate.gateway.retry import DEFAULT_MAX_LIFETIME
-from mailgate.identity.errors import IdentityError
+from mailgate.identity.errors import IdentityError, holds_mail
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError
 from mailgate.submission.replies import Classification, Reply, ReplyKind
@@ -367,8 +367,10 @@ class DeliveryEngine:
             return upstream, dataclasses.replace(failure, session=session)
         except IdentityError as error:
             problem = error.problem
-            kind = ReplyKind.AUTH if problem.needs_sign_in else ReplyKind.NETWORK
-            cls = Classification(kind, problem.title + ".", problem.what_to_do)
+            kind = ReplyKind.AUTH if holds_mail(problem) else ReplyKind.NETWORK
+            cls = Classification(
+                kind, f"{problem.title}. {problem.explanation}", problem.what_to_do
+            )
             return await _close(upstream), await self._failed(claimed, cls, problem.code)
         except OSError as error:
             cls = Classification(

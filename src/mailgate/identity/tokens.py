@@ -189,7 +189,8 @@ class TokenManager:
             return self._current
 
     async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
-        """Refresh now, e.g. after Exchange refused ``rejected`` (535 5.7.3) before its expiry."""
+        """Refresh now, e.g. after the SMTP server refused ``rejected`` (any 535: Exchange's
+        5.7.3, Dovecot's 5.7.8) before its expiry."""
         async with self._lock:
             reject = rejected.token if rejected else None
             self._current = await asyncio.to_thread(

@@ -110,6 +110,11 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
         count = state.revoke_all_tokens(str(upn) if upn else None)
         return JSONResponse({"revoked": count})
 
+    async def expire_access(request: Request) -> Response:
+        body = await _json_body(request)
+        upn = body.get("upn")
+        return JSONResponse({"expired": state.expire_access_tokens(str(upn) if upn else None)})
+
     async def counters(request: Request) -> Response:
         return JSONResponse(vars(state.counters))
 
@@ -127,6 +132,7 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
         Route("/_sim/sign-in", approve, methods=["POST"]),
         Route("/_sim/admin-consent", consent, methods=["POST"]),
         Route("/_sim/revoke", revoke, methods=["POST"]),
+        Route("/_sim/expire-access-tokens", expire_access, methods=["POST"]),
         Route("/_sim/counters", counters),
         Route("/_sim/mailbox", mailbox_page),
     ]

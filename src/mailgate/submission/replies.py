@@ -276,12 +276,17 @@ def _auth_unsuccessful(reply: Reply, ctx: ReplyContext) -> Classification:
             f"{server} refused the user name or password.",
             "Check the SMTP user name and password in the settings (`mailgate config show`).",
         )
+    # No server name in the words: the same 535 comes from Exchange (5.7.3) and from any
+    # RFC 4954 server (Dovecot: 5.7.8), and mailgate already refreshed the token once.
+    server = f"The SMTP server {ctx.server}" if ctx.server else "The SMTP server"
+    code = " ".join(part for part in (str(reply.code), reply.enhanced) if part)
     return Classification(
         ReplyKind.AUTH,
-        f"Exchange refused the sign-in token for {_upn(ctx)} (authentication unsuccessful).",
+        f"{server} refused the sign-in token for {_upn(ctx)} ({code}: authentication failed).",
         "Sign in again with `mailgate login`, and check that the account is the one that "
-        f"should send (UPN {_upn(ctx)}) and that the app registration has the SMTP.Send "
-        "permission. Mail is held until the next successful sign-in.",
+        f"should send (UPN {_upn(ctx)}), that the scope setting names the server's SMTP "
+        "permission (Exchange: SMTP.Send of your cloud) and that SMTP AUTH is allowed for the "
+        "mailbox. Mail is held until the next successful sign-in.",
     )
 
 
@@ -419,6 +424,16 @@ def classify(reply: Reply, context: ReplyContext | None = None) -> Classificatio
         if matches(reply):
             return explain(reply, ctx)
     return _permanent(reply, ctx)
+
+
+def token_may_be_stale(reply: Reply) -> bool:
+    """After this reply to AUTH with a bearer token, is one refresh and one more try worth it?
+
+    Any 535 (RFC 4954 section 6: credentials invalid) may mean the token expired or was
+    revoked early on the server's side: Exchange says 5.7.3, Dovecot 5.7.8, others nothing.
+    Not 5.7.139: SMTP AUTH is off for the tenant or mailbox, a new token does not help.
+    """
+    return reply.code == 535 and reply.enhanced != "5.7.139"
 
 
 def network_failure(what: str, advice: str | None = None) -> Classification:

@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, Page, expect
 
@@ -104,11 +105,17 @@ def create_admin(page: Page, served: Served) -> None:
 
 
 def approve_on_simulator(
-    context: BrowserContext, verification_uri: str, code: str, upn: str
+    context: BrowserContext, cloud: SimulatorThread, verification_uri: str, code: str, upn: str
 ) -> Page:
-    """The person's side: the simulated Microsoft page, code → account → Continue."""
+    """The person's side: the simulated Microsoft page, code → account → Continue.
+
+    The wizard shows Microsoft's own address (https://microsoft.com/devicelogin...); the
+    simulator answers the same path on its address, which is where the person goes here.
+    """
+    path = urlsplit(verification_uri).path
+    assert verification_uri == cloud.state.profile.verification_uri, verification_uri
     microsoft = context.new_page()
-    microsoft.goto(verification_uri)
+    microsoft.goto(cloud.idp_url + path)
     microsoft.fill("input[name=otc]", code)
     microsoft.click("button.primary")
     microsoft.check(f"input[name=upn][value='{upn}']")

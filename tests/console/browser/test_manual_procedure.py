@@ -97,11 +97,13 @@ def test_manual_procedure_in_english(
     expect(page.locator("#qr")).to_be_visible()
     verification_uri = page.get_attribute("#verification-uri", "href")
     assert verification_uri is not None
-    assert verification_uri.endswith("/deviceloginchina"), verification_uri
+    assert verification_uri == "https://microsoft.com/deviceloginchina", verification_uri
     screenshot(page, "06-code")
 
     # The person signs in at "Microsoft" with the sending account and approves.
-    microsoft = approve_on_simulator(context, verification_uri, code.inner_text(), JSMITH_UPN)
+    microsoft = approve_on_simulator(
+        context, cloud, verification_uri, code.inner_text(), JSMITH_UPN
+    )
     screenshot(microsoft, "07-microsoft-approved")
     microsoft.close()
 
