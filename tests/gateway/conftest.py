@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from mailgate.certs import ensure_self_signed
+from mailgate.db.migrate import upgrade
 from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.inbound import InboundPolicy
 from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
@@ -27,7 +28,7 @@ __all__ = ["cloud", "sim", "start_listener", "template"]
 async def start_listener(tmp_path: Path) -> AsyncIterator[Start]:
     listeners: list[Listener] = []
     writer = ThreadPoolExecutor(1)
-    engine = create_engine(f"sqlite:///{tmp_path / 'gw.db'}")
+    engine = upgrade(create_engine(f"sqlite:///{tmp_path / 'gw.db'}"))
     queue = QueueStore(engine)
     devices = DeviceAccounts(engine)
     cert, key = ensure_self_signed(tmp_path, "smtp", "localhost")

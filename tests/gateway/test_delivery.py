@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from mailgate.db.migrate import upgrade
 from mailgate.gateway.delivery import (
     SIGN_IN_HOLD,
     DbRunner,
@@ -124,7 +125,7 @@ class Harness:
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     clock = FakeClock()
     server = FakeServer(clock)
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
     db = DbRunner()
     identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
 

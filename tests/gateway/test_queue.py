@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from mailgate.db.migrate import upgrade
 from mailgate.gateway.queue import QueueStore, State
 
 DATA = b"From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n"
@@ -14,7 +15,7 @@ DATA = b"From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
 @pytest.fixture
 def queue(tmp_path: Path) -> QueueStore:
-    return QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    return QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
 
 
 def test_accept_then_claim_then_sent(queue: QueueStore) -> None:
@@ -134,3 +135,15 @@ def test_events(queue: QueueStore) -> None:
 def test_accept_without_recipients_is_refused(queue: QueueStore) -> None:
     with pytest.raises(ValueError, match="recipient"):
         queue.accept("a@x.test", [], DATA, now=0.0)
+
+
+def test_accepted_is_a_counter_that_deleting_does_not_lower(queue: QueueStore) -> None:
+    from mailgate.console.metrics import QueueCollector
+
+    first = queue.accept("a@x.test", ["b@y.test"], b"Subject: 1\r\n\r\nx\r\n", 1.0)
+    queue.accept("a@x.test", ["b@y.test"], b"Subject: 2\r\n\r\nx\r\n", 2.0)
+    assert queue.delete(first)
+    assert queue.accepted_total() == 2
+    collector = QueueCollector(queue, store=None)  # type: ignore[arg-type]  # queue figures only
+    (family,) = [m for m in collector.queue_metrics() if m.name == "mailgate_messages_accepted"]
+    assert [s.value for s in family.samples if s.name.endswith("_total")] == [2.0]

@@ -13,6 +13,7 @@ a wrong or missing key is an error, and nothing is written or replaced.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -21,18 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    CheckConstraint,
-    Column,
     Connection,
     Engine,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
     Table,
-    Text,
     create_engine,
     delete,
     event,
@@ -54,44 +46,19 @@ from mailgate.config.keys import KEYS, SettingValue, defaults, get_key
 from mailgate.config.model import AccountState, Settings
 from mailgate.config.paths import db_path, key_path
 from mailgate.config.secrets import ENV_SECRET_KEY, SecretBox, SecretKey, load_key, write_key_file
+from mailgate.db import migrate
+from mailgate.db.schema import (
+    COMPATIBLE_SCHEMA_VERSION,
+    account_table,
+    meta_table,
+    secrets_table,
+    settings_table,
+)
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
 BUSY_TIMEOUT_MS = 10_000
 SECRET_SET, SECRET_NOT_SET = "(set)", "(not set)"
-
-metadata = MetaData()
-meta_table = Table(
-    "meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-settings_table = Table(
-    "settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", JSON, nullable=False),
-)
-secrets_table = Table(
-    "secrets",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("ciphertext", LargeBinary, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-account_table = Table(
-    "account",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("upn", Text, nullable=False),
-    Column("primary_address", Text, nullable=False),
-    Column("signed_in_at", Float, nullable=False),
-    Column("last_refresh_at", Float, nullable=False),
-    Column("access_token_expires_at", Float),
-    Column("last_error", Text),
-    Column("last_error_at", Float),
-    CheckConstraint("id = 1", name="one_account"),  # one signed-in mailbox per gateway
-)
 _ACCOUNT_FIELDS = [c.name for c in account_table.columns if c.name != "id"]
 
 
@@ -200,6 +167,7 @@ class Store:
         engine = _sqlite_engine(db)
         try:
             box = _verified_box(engine, data_dir, key)
+            _upgrade(engine, data_dir)
         except DatabaseError as error:
             engine.dispose()
             raise ConfigError(
@@ -392,10 +360,23 @@ def _check_schema(conn: Connection, data_dir: Path) -> None:
     version = conn.execute(
         select(meta_table.c.value).where(meta_table.c.key == "schema_version")
     ).scalar_one_or_none()
-    if version is not None and int(version) > SCHEMA_VERSION:
+    if version is not None and int(version) > COMPATIBLE_SCHEMA_VERSION:
         raise NotInitializedError(
             f"{data_dir} was written by a newer mailgate (schema {version}); "
             "upgrade mailgate to use it."
+        )
+
+
+def _upgrade(engine: Engine, data_dir: Path) -> None:
+    """Bring an older data directory to this code's schema (after a backup copy)."""
+    copy = migrate.upgrade_in_place(engine, db_path(data_dir), str(data_dir))
+    if copy is not None:
+        log.warning(
+            "mailgate: upgraded the database of %s to schema revision %s; the copy from "
+            "before is %s (keep it until you are sure you will not go back).",
+            data_dir,
+            migrate.head(),
+            copy,
         )
 
 
@@ -433,6 +414,8 @@ def init_data_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Store
                 box, created = _initialise(conn, data_dir, key)
         if created:
             db.chmod(0o600)
+        else:
+            _upgrade(engine, data_dir)
     except BaseException:
         engine.dispose()
         raise
@@ -455,11 +438,11 @@ def _initialise(conn: Connection, data_dir: Path, key: SecretKey | None) -> tupl
     # A new database (or one whose init was interrupted before the key check was stored,
     # so nothing in it is encrypted yet): reuse a key file that is there, else create one.
     box = SecretBox(key if key is not None else write_key_file(key_path(data_dir)))
-    metadata.create_all(conn)
+    migrate.run_migrations(conn)
     conn.execute(
         meta_table.insert(),
         [
-            {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+            {"key": "schema_version", "value": str(COMPATIBLE_SCHEMA_VERSION)},
             {"key": "key_check", "value": box.key_check},
         ],
     )

@@ -16,8 +16,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from mailgate.config.store import Store
+from mailgate.db.schema import events, recipients
 from mailgate.gateway.queue import QueueStore, State
-from mailgate.gateway.queue_schema import events, recipients
 
 #: Message states whose count only grows (finished messages), as counters.
 _FINISHED = (State.SENT, State.FAILED)
@@ -32,11 +32,17 @@ class QueueCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.queue_metrics()
+        yield from self._recipients()
+        yield from self._events()
+        yield from self._token()
+
+    def queue_metrics(self) -> Iterator[Metric]:
         counts = self.queue.counts()
         accepted = CounterMetricFamily(
-            "mailgate_messages_accepted", "Messages accepted into the queue (kept in the queue)."
+            "mailgate_messages_accepted", "Messages accepted into the queue since it was made."
         )
-        accepted.add_metric([], float(sum(counts.values())))
+        accepted.add_metric([], float(self.queue.accepted_total()))
         yield accepted
         finished = CounterMetricFamily(
             "mailgate_messages_finished", "Messages sent or failed (bounced).", labels=["state"]
@@ -54,9 +60,6 @@ class QueueCollector(Collector):
         )
         age.add_metric([], max(0.0, self.clock() - oldest) if oldest else 0.0)
         yield age
-        yield from self._recipients()
-        yield from self._events()
-        yield from self._token()
 
     def _recipients(self) -> Iterator[Metric]:
         with self.queue.engine.connect() as conn:

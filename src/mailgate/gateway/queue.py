@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from mailgate.db.schema import ACCEPTED, bodies, counters, events, history, messages, recipients
 from mailgate.dbutil import write_transaction
 from mailgate.gateway.queue_schema import (
     ACTIVE_STATES,
@@ -47,12 +48,6 @@ from mailgate.gateway.queue_schema import (
     MessageInfo,
     Recipient,
     State,
-    bodies,
-    events,
-    history,
-    messages,
-    metadata,
-    recipients,
 )
 
 
@@ -62,7 +57,6 @@ class QueueStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
 
     # -- intake ---------------------------------------------------------------------------
     def accept(
@@ -90,7 +84,21 @@ class QueueStore:
         with write_transaction(self.engine) as conn:
             for incoming in batch:
                 ids.append(_insert(conn, incoming, now))
+            # Counted in the same commit as the rows: the counter never misses or doubles one.
+            conn.execute(
+                update(counters)
+                .where(counters.c.name == ACCEPTED)
+                .values(value=counters.c.value + len(batch))
+            )
         return ids
+
+    def accepted_total(self) -> int:
+        """Messages ever accepted (a counter: purging finished messages does not lower it)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(counters.c.value).where(counters.c.name == ACCEPTED)
+            ).scalar_one_or_none()
+        return int(value or 0)
 
     # -- delivery -------------------------------------------------------------------------
     def next_due(self) -> float | None:
@@ -516,5 +524,4 @@ __all__ = [
     "Recipient",
     "State",
     "dumps",
-    "metadata",
 ]
