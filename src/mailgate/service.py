@@ -28,8 +28,8 @@ from mailgate.account import sender_address, token_manager
 from mailgate.certs import ensure_self_signed
 from mailgate.config.model import Settings
 from mailgate.config.store import Store
+from mailgate.db.writer import Writer
 from mailgate.gateway.delivery import (
-    DbRunner,
     DeliveryEngine,
     DeliverySettings,
     SenderIdentity,
@@ -72,7 +72,7 @@ class Gateway:
     override: ListenOverride = field(default_factory=ListenOverride)
     queue: QueueStore = field(init=False)
     devices: DeviceAccounts = field(init=False)
-    db: DbRunner = field(init=False)
+    db: Writer = field(init=False)
     tokens: TokenManager | None = field(init=False, default=None)
     listener: Listener = field(init=False)
     engine: DeliveryEngine = field(init=False)
@@ -85,7 +85,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.queue = QueueStore(self.store.engine)
         self.devices = DeviceAccounts(self.store.engine)
-        self.db = DbRunner()
+        self.db = Writer()
         self._started = self.settings
         self.tokens = self._make_tokens(self.settings)
         self.listener = self._make_listener()

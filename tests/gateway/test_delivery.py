@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from mailgate.db.migrate import upgrade
+from mailgate.db.writer import Writer
 from mailgate.gateway.delivery import (
     SIGN_IN_HOLD,
-    DbRunner,
     DeliveryEngine,
     DeliverySettings,
     SenderIdentity,
@@ -126,7 +126,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     clock = FakeClock()
     server = FakeServer(clock)
     queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
-    db = DbRunner()
+    db = Writer()
     identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
 
     async def open_upstream() -> Upstream:
@@ -281,3 +281,12 @@ async def test_throttle_uses_one_connection(harness: Harness) -> None:
     assert before <= 3
     assert harness.server.max_open == 1
     assert "throttled" in [e.kind for e in harness.queue.events()]
+
+
+async def test_wake_from_another_thread_is_handed_to_the_loop(harness: Harness) -> None:
+    # asyncio.Event is not thread-safe; in debug mode asyncio raises when another thread
+    # schedules on the loop directly, which the console's worker threads used to do.
+    asyncio.get_running_loop().set_debug(True)
+    harness.queue.accept("mfp@printer.local", ["a@fabrikam.test"], DATA, harness.clock())
+    await asyncio.to_thread(harness.engine.wake)
+    await harness.until(lambda: harness.states() == {"sent": 1})

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from mailgate.db.migrate import upgrade
-from mailgate.gateway.delivery import DbRunner
+from mailgate.db.writer import Writer
 from mailgate.gateway.intake import Intake
 from mailgate.gateway.queue import Incoming, QueueStore
 
@@ -21,7 +21,7 @@ def incoming(i: int) -> Incoming:
 
 async def test_concurrent_messages_share_commits(tmp_path: Path) -> None:
     queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
-    runner = DbRunner()
+    runner = Writer()
     stored: list[int] = []
     intake = Intake(queue, runner, on_stored=lambda: stored.append(1))
     intake.start()
@@ -57,7 +57,7 @@ async def test_a_failed_commit_fails_every_message_of_it(tmp_path: Path) -> None
 
 async def test_lone_message_is_committed_at_once(tmp_path: Path) -> None:
     queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
-    runner = DbRunner()
+    runner = Writer()
     intake = Intake(queue, runner)
     intake.start()
     try:
@@ -72,7 +72,7 @@ async def test_lone_message_is_committed_at_once(tmp_path: Path) -> None:
 @pytest.mark.parametrize("count", [64, 65, 200])
 async def test_batches_are_capped(tmp_path: Path, count: int) -> None:
     queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
-    runner = DbRunner()
+    runner = Writer()
     intake = Intake(queue, runner)
     intake.start()
     try:
@@ -86,7 +86,7 @@ async def test_batches_are_capped(tmp_path: Path, count: int) -> None:
 
 async def test_refusals_are_reported_once_the_store_works_again(tmp_path: Path) -> None:
     queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
-    runner = DbRunner()
+    runner = Writer()
     broken = [True]
 
     async def flaky_db(fn: Any, *args: Any) -> Any:

@@ -1,11 +1,10 @@
 """The settings store: settings, encrypted secrets and the signed-in account, in one database.
 
 Theory of operation: SQLite file `<data dir>/mailgate.db` through SQLAlchemy Core, so a
-PostgreSQL URL can replace it later (only `_sqlite_engine` and `_upsert` know the
-dialect). Several processes may use it at once — `serve`, `login`, `config` — so SQLite
-runs in WAL mode with synchronous=FULL (a saved token survives a power cut), waits up to
-`BUSY_TIMEOUT_MS` for a lock, and every write is one `BEGIN IMMEDIATE` transaction that
-reads and writes together (no lost updates between processes).
+PostgreSQL URL can replace it later (only `mailgate.db.writer.sqlite_engine` and `_upsert`
+know the dialect). Several processes may use it at once — `serve`, `login`, `config` — so
+every write is one transaction of `mailgate.db.writer` that reads and writes together
+(no lost updates between processes); a saved token survives a power cut.
 
 Opening checks the secret key against the check value kept in `meta` BEFORE anything else:
 a wrong or missing key is an error, and nothing is written or replaced.
@@ -25,14 +24,11 @@ from sqlalchemy import (
     Connection,
     Engine,
     Table,
-    create_engine,
     delete,
-    event,
     inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError
 
 from mailgate.config import rules
@@ -54,35 +50,12 @@ from mailgate.db.schema import (
     secrets_table,
     settings_table,
 )
+from mailgate.db.writer import sqlite_engine, write_transaction
 
 log = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_MS = 10_000
 SECRET_SET, SECRET_NOT_SET = "(set)", "(not set)"
 _ACCOUNT_FIELDS = [c.name for c in account_table.columns if c.name != "id"]
-
-
-def _sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(URL.create("sqlite", database=str(path)))
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
-        # writes can deadlock with another writer, and busy_timeout cannot help with that.
-        write = connection.get_execution_options().get("mailgate_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
 
 
 def _upsert(conn: Connection, table: Table, row: Mapping[str, Any]) -> None:
@@ -138,8 +111,7 @@ class Store:
     def engine(self) -> Engine:
         """The database engine, for stores that share this database (e.g. the queue).
 
-        On SQLite, a connection with execution option `mailgate_write=True` begins with
-        BEGIN IMMEDIATE (see `_sqlite_engine`).
+        Writes go through `mailgate.db.writer.write_transaction`.
         """
         return self._engine
 
@@ -164,7 +136,7 @@ class Store:
                 return init_data_dir(data_dir, env)
             raise _not_initialized(data_dir, f"There is no mailgate data directory at {data_dir}.")
         key = load_key(key_path(data_dir), env)
-        engine = _sqlite_engine(db)
+        engine = sqlite_engine(db)
         try:
             box = _verified_box(engine, data_dir, key)
             _upgrade(engine, data_dir)
@@ -195,10 +167,8 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(mailgate_write=True)
-            with conn.begin():
-                yield conn
+        with write_transaction(self._engine) as conn:
+            yield conn
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -406,12 +376,10 @@ def init_data_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Store
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = db_path(data_dir)
     key = load_key(key_path(data_dir), env)
-    engine = _sqlite_engine(db)
+    engine = sqlite_engine(db)
     try:
-        with engine.connect() as conn:
-            conn.execution_options(mailgate_write=True)
-            with conn.begin():
-                box, created = _initialise(conn, data_dir, key)
+        with write_transaction(engine) as conn:
+            box, created = _initialise(conn, data_dir, key)
         if created:
             db.chmod(0o600)
         else:

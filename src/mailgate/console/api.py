@@ -53,7 +53,7 @@ async def smtp_get(request: Request) -> Response:
 async def smtp_put(request: Request) -> Response:
     body = {k: str(v) for k, v in (await _body(request)).items() if v is not None}
     try:
-        signs_in = await asyncio.to_thread(ops.save_smtp, console_of(request), body)
+        signs_in = await console_of(request).gateway.db(ops.save_smtp, console_of(request), body)
     except ConfigError as error:
         return _problem(error)
     return JSONResponse({"saved": True, "sign_in_next": signs_in})
@@ -65,7 +65,9 @@ async def settings_get(request: Request) -> Response:
 
 async def settings_patch(request: Request) -> Response:
     try:
-        changed = await asyncio.to_thread(ops.set_values, console_of(request), await _body(request))
+        changed = await console_of(request).gateway.db(
+            ops.set_values, console_of(request), await _body(request)
+        )
     except ConfigError as error:
         return _problem(error)
     return JSONResponse({"changed": changed})
@@ -114,7 +116,9 @@ async def queue_action(request: Request) -> Response:
     message_id = int(request.path_params["message_id"])
     action = request.path_params.get("action", "delete")
     try:
-        changed = await asyncio.to_thread(ops.queue_action, console_of(request), message_id, action)
+        changed = await console_of(request).gateway.db(
+            ops.queue_action, console_of(request), message_id, action
+        )
     except ConfigError as error:
         return _problem(error, 404)
     return JSONResponse({"changed": changed}, 200 if changed else 409)
@@ -147,7 +151,7 @@ async def devices_post(request: Request) -> Response:
 
 async def devices_delete(request: Request) -> Response:
     devices = console_of(request).gateway.devices
-    removed = await asyncio.to_thread(devices.remove, request.path_params["username"])
+    removed = await console_of(request).gateway.db(devices.remove, request.path_params["username"])
     return JSONResponse({"removed": removed}, 200 if removed else 404)
 
 

@@ -31,6 +31,7 @@ from mailgate.console.middleware import SecurityHeaders, SessionGate
 from mailgate.console.security import SetupToken
 from mailgate.console.state import Console
 from mailgate.console.web import console_of
+from mailgate.db.writer import check_writable
 
 if TYPE_CHECKING:
     from mailgate.service import Gateway
@@ -47,11 +48,7 @@ def _readiness(console: Console) -> str | None:
     """None when ready, else the reason (shown with the 503)."""
     store = console.store
     try:
-        # BEGIN IMMEDIATE takes SQLite's write lock: proves the store can be written.
-        with store.engine.connect() as conn:
-            conn.execution_options(mailgate_write=True)
-            with conn.begin():
-                pass
+        check_writable(store.engine)
     except Exception as error:
         return f"the store cannot be written: {error}"
     if console.gateway.settings.outbound.oauth is None:

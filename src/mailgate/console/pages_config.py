@@ -31,7 +31,7 @@ async def smtp_submit(request: Request) -> Response:
     console = console_of(request)
     form = await read_form(request)
     try:
-        signs_in = await asyncio.to_thread(ops.save_smtp, console, form)
+        signs_in = await console.gateway.db(ops.save_smtp, console, form)
     except ConfigError as error:
         values = {**await asyncio.to_thread(ops.smtp_values, console), **form}
         values["smtp_password"] = ""  # write-only: never echoed back
@@ -91,7 +91,7 @@ async def _settings_form(request: Request, template: str, keys: list[str], activ
         form = await read_form(request)
         changes = {k: form.get(k.replace(".", "_"), "") for k in keys}
         try:
-            await asyncio.to_thread(ops.set_values, console, changes)
+            await console.gateway.db(ops.set_values, console, changes)
         except ConfigError as error:
             values = await asyncio.to_thread(console.store.all_values)
             return render(request, template, 400, active=active, v=values, error=str(error))
@@ -158,7 +158,7 @@ async def device_add(request: Request) -> Response:
 async def device_remove(request: Request) -> Response:
     await read_form(request)
     username = request.path_params["username"]
-    await asyncio.to_thread(console_of(request).gateway.devices.remove, username)
+    await console_of(request).gateway.db(console_of(request).gateway.devices.remove, username)
     return redirect("/inbound?saved=1")
 
 

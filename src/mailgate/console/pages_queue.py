@@ -52,7 +52,7 @@ async def message_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in ops.QUEUE_ACTIONS:
         raise HTTPException(404)
-    changed = await asyncio.to_thread(ops.queue_action, console, message_id, action)
+    changed = await console.gateway.db(ops.queue_action, console, message_id, action)
     if action == "delete" and changed:
         return redirect("/queue?done=delete")
     return redirect(f"/queue/{message_id}?done={action if changed else 'none'}")

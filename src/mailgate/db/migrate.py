@@ -15,7 +15,6 @@ API to a file beside it, which is how an administrator goes back.
 from __future__ import annotations
 
 import enum
-import sqlite3
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect, text
 
 from mailgate.config.errors import ConfigError
+from mailgate.db.writer import backup_sqlite, write_transaction
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -120,23 +120,6 @@ def too_new(where: str, revision: str | None) -> SchemaTooNewError:
     )
 
 
-def backup_sqlite(db_file: Path, found: Found, clock: float) -> Path:
-    """Copy *db_file* beside itself with SQLite's online backup (consistent while others
-    read and write in WAL mode); mode 0600, as the database."""
-    was = found.revision or "release-0.1.0"
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock))
-    target = db_file.with_name(f"{db_file.name}.backup-{was}-{stamp}")
-    target.touch(mode=0o600, exist_ok=False)
-    source = sqlite3.connect(db_file)
-    copy = sqlite3.connect(target)
-    try:
-        source.backup(copy)
-    finally:
-        copy.close()
-        source.close()
-    return target
-
-
 def upgrade_in_place(engine: Engine, db_file: Path | None, where: str) -> Path | None:
     """Make the database current; the backup copy's path when it was upgraded (SQLite).
 
@@ -148,25 +131,21 @@ def upgrade_in_place(engine: Engine, db_file: Path | None, where: str) -> Path |
         return None
     if step is Step.TOO_NEW:
         raise too_new(where, found.revision)
-    with engine.connect() as conn:
-        conn.execution_options(mailgate_write=True)
-        with conn.begin():
-            step, found = step_for(conn)
-            if step is Step.TOO_NEW:
-                raise too_new(where, found.revision)
-            if step is Step.CURRENT:
-                return None
-            copy = None
-            if step is Step.UPGRADE and db_file is not None:
-                copy = backup_sqlite(db_file, found, time.time())
-            run_migrations(conn)
+    with write_transaction(engine) as conn:
+        step, found = step_for(conn)
+        if step is Step.TOO_NEW:
+            raise too_new(where, found.revision)
+        if step is Step.CURRENT:
+            return None
+        copy = None
+        if step is Step.UPGRADE and db_file is not None:
+            copy = backup_sqlite(db_file, found.revision or "release-0.1.0", time.time())
+        run_migrations(conn)
     return copy
 
 
 def upgrade(engine: Engine) -> Engine:
     """Create or upgrade the schema of any database (tests, a new PostgreSQL database)."""
-    with engine.connect() as conn:
-        conn.execution_options(mailgate_write=True)
-        with conn.begin():
-            run_migrations(conn)
+    with write_transaction(engine) as conn:
+        run_migrations(conn)
     return engine

@@ -23,11 +23,11 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from mailgate.config.model import SenderPolicy
+from mailgate.db.writer import Writer
 from mailgate.gateway import bounce
 from mailgate.gateway.decisions import Decision, Fate, decide
 from mailgate.gateway.pacing import Limits, SendPacer, split_recipients
@@ -119,25 +119,18 @@ class Failure:
     session: bool = False
 
 
-class DbRunner:
-    """Runs queue calls on one thread: SQLite has one writer, and fsync must not stall the
-    event loop."""
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mailgate-db")
-
-    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs in this thread
+        return False
 
 
 class DeliveryEngine:
     def __init__(
         self,
         queue: QueueStore,
-        db: DbRunner,
+        db: Writer,
         open_upstream: Callable[[], Awaitable[Upstream]],
         identity: Callable[[], Awaitable[SenderIdentity | None]],
         settings: DeliverySettings | None = None,
@@ -164,11 +157,13 @@ class DeliveryEngine:
         self._upstream_down = False
         self._stopping = False
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.delivered = 0
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         now = self.clock()
         await self.db(self.queue.release_owner, self.owner, now)
         await self.db(self.queue.recover, now)
@@ -201,8 +196,15 @@ class DeliveryEngine:
         self.pacer.limits = settings.limits
 
     def wake(self) -> None:
-        """New mail, a new sign-in, or shutdown: workers look at the queue again."""
-        self._wake.set()
+        """New mail, a new sign-in, or shutdown: workers look at the queue again.
+
+        Safe from any thread: asyncio.Event is not, so a call from another thread (the
+        writer, a console handler's worker) is handed to the engine's loop."""
+        loop = self._loop
+        if loop is None or _on_loop(loop):
+            self._wake.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def _nap(self, seconds: float) -> None:
         """Sleep up to *seconds*, or less when woken."""

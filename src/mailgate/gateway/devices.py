@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, delete, insert, select
 
 from mailgate.db.schema import device_accounts
-from mailgate.dbutil import write_transaction
+from mailgate.db.writer import write_transaction
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{1,200}$")
 _hasher = PasswordHasher()

@@ -39,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from mailgate.db.schema import ACCEPTED, bodies, counters, events, history, messages, recipients
-from mailgate.dbutil import write_transaction
+from mailgate.db.writer import write_transaction
 from mailgate.gateway.queue_schema import (
     ACTIVE_STATES,
     Claimed,
