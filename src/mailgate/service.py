@@ -19,10 +19,10 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailgate.account import sender_address, token_manager
 from mailgate.certs import ensure_self_signed
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from mailgate.console.app import ConsoleServer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How often to let the token manager keep the refresh token alive (it decides if due).
 KEEPALIVE_CHECK = 3600.0
@@ -182,6 +183,23 @@ class Gateway:
         account = await self.db(self.store.account)
         primary = account.primary_address if account is not None else None
         return await UpstreamSession(self.store, self.settings, self.tokens, primary).open()
+
+    # -- the console's handle (mailgate.operations.GatewayHandle) ---------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.db(fn, *args)
+
+    def wake(self) -> None:
+        self.engine.wake()
+
+    def sign_in_needed(self) -> bool:
+        return self.engine.signin_needed
+
+    def signed_in(self) -> None:
+        # A new sign-in (the console's wizard): drop the old access token and let mail held
+        # for the sign-in go now, instead of at the engine's next housekeeping pass.
+        if self.tokens is not None:
+            self.tokens.invalidate()
+        self.engine.wake()
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int, bool]]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mailgate import operations
 from mailgate.commands.common import (
     EXIT_FAILED,
     duration,
@@ -23,8 +24,8 @@ from mailgate.commands.common import (
     when,
 )
 from mailgate.config.commands import open_store, reports_errors
+from mailgate.config.errors import ValidationError
 from mailgate.config.keys import parse_endpoint
-from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.queue import MessageInfo, QueueStore, State
 
 if TYPE_CHECKING:
@@ -207,14 +208,9 @@ def queue_show(ctx: click.Context, message_id: int, as_json: bool) -> None:
 def _act(ctx: click.Context, what: str, message_id: int | None, all_: bool) -> None:
     if message_id is None and not all_:
         raise click.UsageError(f"give a message id, or --all to {what} every message")
-    now = time.time()
-    with _queue(ctx) as queue:
-        if what == "retry":
-            count = queue.retry(message_id, now)
-        elif what == "hold":
-            count = queue.hold(message_id, now, "held by the administrator")
-        else:
-            count = queue.release(message_id, now, "released by the administrator")
+    with open_store(ctx) as store:
+        handle = operations.OfflineHandle(store)
+        count = operations.queue_action(handle, message_id, what, time.time())
     noun = "message" if count == 1 else "messages"
     click.echo(f"{what.capitalize()}: {count} {noun}.")
     if count == 0 and message_id is not None:
@@ -289,9 +285,10 @@ def device_add(ctx: click.Context, username: str, note: str, password_stdin: boo
             fail("the two passwords differ; nothing was changed.")
     store, settings = store_and_settings(ctx)
     with store:
+        handle = operations.OfflineHandle(store)
         try:
-            DeviceAccounts(store.engine).add(username, password, time.time(), note)
-        except ValueError as error:
+            operations.add_device(handle, username, password, note, time.time())
+        except ValidationError as error:
             fail(str(error), 2)
         auth = settings.listener.auth_required
     click.echo(f"Added device account {username}.")
@@ -310,7 +307,7 @@ def device_list(ctx: click.Context, as_json: bool) -> None:
     """List device accounts (never their passwords)."""
     store = open_store(ctx)
     with store:
-        accounts = DeviceAccounts(store.engine).list()
+        accounts = operations.list_devices(operations.OfflineHandle(store))
     if as_json:
         click.echo(json.dumps([vars(a) for a in accounts], indent=2))
         return
@@ -328,7 +325,7 @@ def device_remove(ctx: click.Context, username: str) -> None:
     """Delete a device account."""
     store = open_store(ctx)
     with store:
-        removed = DeviceAccounts(store.engine).remove(username)
+        removed = operations.remove_device(operations.OfflineHandle(store), username)
     if not removed:
         fail(f"there is no device account {username!r}; `mailgate device list` shows them.")
     click.echo(f"Removed device account {username}.")

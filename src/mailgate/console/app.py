@@ -15,7 +15,6 @@ import logging
 import socket
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,16 +24,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mailgate import operations
 from mailgate.console import api, pages_auth, pages_config, pages_queue
 from mailgate.console.metrics import metrics_text
 from mailgate.console.middleware import SecurityHeaders, SessionGate
 from mailgate.console.security import SetupToken
 from mailgate.console.state import Console
 from mailgate.console.web import console_of
-from mailgate.db.writer import check_writable
-
-if TYPE_CHECKING:
-    from mailgate.service import Gateway
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -44,25 +40,8 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _readiness(console: Console) -> str | None:
-    """None when ready, else the reason (shown with the 503)."""
-    store = console.store
-    try:
-        check_writable(store.engine)
-    except Exception as error:
-        return f"the store cannot be written: {error}"
-    if console.gateway.settings.outbound.oauth is None:
-        return None
-    account = store.account()
-    if account is None:
-        return "nobody is signed in; sign in on the console's Sign-in page"
-    if console.gateway.engine.signin_needed:
-        return "the sign-in is no longer valid; sign in again"
-    return None
-
-
 async def readyz(request: Request) -> Response:
-    reason = await asyncio.to_thread(_readiness, console_of(request))
+    reason = await asyncio.to_thread(operations.readiness, console_of(request).gateway)
     if reason is None:
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "not ready", "reason": reason}, 503)
@@ -75,7 +54,7 @@ async def metrics(request: Request) -> Response:
 
 
 def create_console_app(
-    gateway: Gateway,
+    gateway: operations.GatewayHandle,
     setup_token: str,
     *,
     secure_cookies: bool = False,
@@ -172,7 +151,7 @@ def console_url(host: str, port: int, tls: bool) -> str:
 
 
 def make_server(
-    gateway: Gateway,
+    gateway: operations.GatewayHandle,
     setup_token: str,
     listeners: list[tuple[str, int, bool]],
     host: str | None = None,

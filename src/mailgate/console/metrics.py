@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from mailgate.config.store import Store
-from mailgate.db.schema import events, recipients
 from mailgate.gateway.queue import QueueStore, State
 
 #: Message states whose count only grows (finished messages), as counters.
@@ -62,10 +60,7 @@ class QueueCollector(Collector):
         yield age
 
     def _recipients(self) -> Iterator[Metric]:
-        with self.queue.engine.connect() as conn:
-            rows = conn.execute(
-                select(recipients.c.state, func.count()).group_by(recipients.c.state)
-            ).all()
+        rows = self.queue.recipient_counts()
         family = CounterMetricFamily(
             "mailgate_recipients",
             "Recipients by outcome (pending, sent, failed).",
@@ -77,12 +72,7 @@ class QueueCollector(Collector):
 
     def _events(self) -> Iterator[Metric]:
         # Delivery records each upstream refusal and deferral as an event with its kind.
-        with self.queue.engine.connect() as conn:
-            rows = conn.execute(
-                select(events.c.kind, events.c.level, func.count()).group_by(
-                    events.c.kind, events.c.level
-                )
-            ).all()
+        rows = self.queue.event_counts()
         family = CounterMetricFamily(
             "mailgate_events", "Gateway events by kind and level.", labels=["kind", "level"]
         )

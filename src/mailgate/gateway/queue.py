@@ -377,6 +377,24 @@ class QueueStore:
             ).scalar()
         return None if value is None else float(value)
 
+    def recipient_counts(self) -> list[tuple[str, int]]:
+        """Recipients by state (pending, sent, failed): the metrics' counter."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(recipients.c.state, func.count()).group_by(recipients.c.state)
+            ).all()
+        return [(str(state), int(count)) for state, count in rows]
+
+    def event_counts(self) -> list[tuple[str, str, int]]:
+        """Events by kind and level (delivery records each refusal and deferral as one)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.kind, events.c.level, func.count()).group_by(
+                    events.c.kind, events.c.level
+                )
+            ).all()
+        return [(str(kind), str(level), int(count)) for kind, level, count in rows]
+
     def recipients_sent_since(self, since: float) -> list[tuple[float, int]]:
         """(time, recipients) of submissions since *since*, to rebuild the 24 h pacing window."""
         with self.engine.connect() as conn:
