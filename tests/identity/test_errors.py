@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 
 from mailgate.config.model import OAuthConfig
-from mailgate.identity.errors import classify, first_line, network_problem, service_unavailable
+from mailgate.identity.errors import (
+    classify,
+    code_needs_sign_in,
+    first_line,
+    network_problem,
+    service_unavailable,
+)
 
 OAUTH = OAuthConfig(
     login_host="login.partner.microsoftonline.cn",
@@ -394,3 +400,29 @@ def test_transport_problems_are_retryable() -> None:
     assert network_problem(ConnectionError("refused"), "h").retryable
     assert "CA bundle" in network_problem(OSError("certificate verify failed"), "h").what_to_do
     assert service_unavailable("HTTP 503", "h").retryable
+
+
+@pytest.mark.parametrize(
+    ("code", "dead"),
+    [
+        # The refresh token is gone: expired by inactivity, revoked, or not ours any more.
+        ("AADSTS700082", True),
+        ("AADSTS50173", True),
+        ("AADSTS70008", True),
+        ("AADSTS70000", True),
+        # Sign-in needs the person again (MFA, a disabled account, consent withdrawn).
+        ("AADSTS50076", True),
+        ("AADSTS50057", True),
+        ("AADSTS65001", True),
+        ("not_signed_in", True),
+        ("expired_token", True),
+        # Worth retrying as it is: nothing for a person to do.
+        ("AADSTS70016", False),
+        ("network", False),
+        ("service_unavailable", False),
+        ("AADSTS99999", False),  # unknown numbers are not guessed at
+        (None, False),
+    ],
+)
+def test_code_needs_sign_in_follows_the_catalog(code: str | None, dead: bool) -> None:
+    assert code_needs_sign_in(code) is dead

@@ -363,22 +363,27 @@ class DeliveryEngine:
                 upstream = await self.open_upstream()
             result = await upstream.send(prepared.envelope_from, part, prepared.data)
         except SubmissionError as error:
-            upstream = await _close(upstream) if _drops(error.classification) else upstream
             failure = await self._failed(claimed, error.classification, str(error.reply or ""))
             session = error.stage in _SESSION_STAGES
-            return upstream, dataclasses.replace(failure, session=session)
+            failure = dataclasses.replace(failure, session=session)
         except IdentityError as error:
             problem = error.problem
             kind = ReplyKind.AUTH if problem.needs_sign_in else ReplyKind.NETWORK
             cls = Classification(kind, problem.title + ".", problem.what_to_do)
-            return await _close(upstream), await self._failed(claimed, cls, problem.code)
+            failure = await self._failed(claimed, cls, problem.code)
         except OSError as error:
             cls = Classification(
                 ReplyKind.NETWORK,
                 f"Network error talking to the server: {error.strerror or error}.",
                 "",
             )
-            return await _close(upstream), await self._failed(claimed, cls, "network error")
+            failure = await self._failed(claimed, cls, "network error")
+        else:
+            await self._record(result, unwritten)
+            return upstream, None
+        if failure.decision.drop_connection:
+            upstream = await _close(upstream)
+        return upstream, failure
         await self._record(result, unwritten)
         return upstream, None
 
@@ -416,7 +421,7 @@ class DeliveryEngine:
                 f"Exchange refused a connection: {cls.summary} Using one connection for a while.",
             )
         if decision.fate is Fate.HOLD:
-            await self._hold_for_sign_in(claimed, text)
+            await self._hold_for_sign_in(claimed, text, decision.hold_all)
         elif decision.fate is Fate.FAIL:
             await self._fail_all(claimed, reply, f"failed: {cls.summary} {cls.advice}")
         else:
@@ -439,14 +444,15 @@ class DeliveryEngine:
                     "Mail waits in the queue and is retried.",
                 )
 
-    async def _hold_for_sign_in(self, claimed: Claimed, why: str) -> None:
+    async def _hold_for_sign_in(self, claimed: Claimed, why: str, hold_all: bool = True) -> None:
         now = self.clock()
         identity = await self.identity()
         self._generation = identity.generation if identity else None
         first = not self.signin_needed
         self.signin_needed = True
         await self.db(self.queue.put_back, claimed.id, now, f"held: {why}", SIGN_IN_HOLD)
-        await self.db(self.queue.hold, None, now, SIGN_IN_HOLD)
+        if hold_all:  # a sign-in is not per message: every waiting message needs it too
+            await self.db(self.queue.hold, None, now, SIGN_IN_HOLD)
         if first:
             await self._event(
                 "error",
@@ -551,10 +557,6 @@ class DeliveryEngine:
 
 #: Steps where a refusal is about the whole session, not the message (RFC 5321 3.1, 4.1.1.1).
 _SESSION_STAGES = frozenset({"connect", "EHLO", "HELO", "STARTTLS"})
-
-
-def _drops(cls: Classification) -> bool:
-    return cls.kind in {ReplyKind.NETWORK, ReplyKind.AUTH, ReplyKind.THROTTLED, ReplyKind.TEMPORARY}
 
 
 def _status(reply: str | None) -> str:

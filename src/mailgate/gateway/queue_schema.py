@@ -1,25 +1,24 @@
-"""The queue's states and the records it hands out; the QueueStore in queue.py uses them.
+"""The records the queue hands out; the QueueStore in queue.py makes them.
 
-The tables themselves are in mailgate.db.schema, with every other table.
+The states and their moves are in queue_states.py; the tables in mailgate.db.schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from mailgate.gateway.queue_states import ACTIVE_STATES, State
 
-class State(StrEnum):
-    QUEUED = "queued"
-    DEFERRED = "deferred"
-    HELD = "held"
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-
-
-ACTIVE_STATES = (State.QUEUED, State.DEFERRED, State.HELD, State.SENDING)
+__all__ = [
+    "ACTIVE_STATES",
+    "Claimed",
+    "Event",
+    "Incoming",
+    "MessageInfo",
+    "Recipient",
+    "State",
+]
 
 
 @dataclass(frozen=True)

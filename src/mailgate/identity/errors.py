@@ -417,9 +417,26 @@ def service_unavailable(status: str, host: str) -> SignInProblem:
     )
 
 
+#: mailgate's own codes after which only a new sign-in helps.
+_LOCAL_NEEDS_SIGN_IN = frozenset({"not_signed_in", "expired_token"})
+
+
+def code_needs_sign_in(code: str | None) -> bool:
+    """Whether a stored problem code (an account's last refresh error) means the sign-in is
+    dead: the catalog's answer for Microsoft's numbers, ours for mailgate's own codes."""
+    if code is None:
+        return False
+    if code in _LOCAL_NEEDS_SIGN_IN:
+        return True
+    number = code.removeprefix("AADSTS")
+    found = int(number) if number.isdigit() else _BY_ERROR.get(code)
+    entry = _BY_CODE.get(found) if isinstance(found, int) else found
+    return entry is not None and entry.needs_sign_in
+
+
 def local_problem(code: str, title: str, explanation: str, what_to_do: str) -> SignInProblem:
     """A failure decided by mailgate itself (not signed in, cancelled, expired locally)."""
-    needs = code in {"not_signed_in", "expired_token"}
+    needs = code in _LOCAL_NEEDS_SIGN_IN
     return SignInProblem(code, title, explanation, what_to_do, retryable=False, needs_sign_in=needs)
 
 

@@ -29,6 +29,7 @@ class Simulator(Protocol):
     async def set_scenario(self, **changes: Any) -> Scenario: ...
     async def reset(self) -> None: ...
 
+
 _MAILBOX_FLAGS = {"smtp_auth_enabled", "account_enabled", "locked", "mfa_required"}
 
 
