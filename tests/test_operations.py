@@ -17,6 +17,7 @@ from mailgate.config.model import AccountState
 from mailgate.config.store import Store, init_data_dir
 from mailgate.console.security import SetupToken
 from mailgate.console.state import Console
+from mailgate.gateway.queue_schema import Incoming
 from mailgate.service import Gateway
 
 CLIENT_ID = "0a1b2c3d-4e5f-4789-abcd-ef0123456789"
@@ -35,7 +36,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
         )
         handle = operations.OfflineHandle(opened)
         handle.queue.accept(
-            "mfp@printer.local", ["a@fabrikam.test"], b"Subject: s\r\n\r\nx\r\n", 1.0
+            Incoming("mfp@printer.local", ("a@fabrikam.test",), b"Subject: s\r\n\r\nx\r\n"), 1.0
         )
         yield opened
 

@@ -26,7 +26,12 @@ from mailgate.account import sender_address
 from mailgate.commands.common import duration, when
 from mailgate.config.model import OAuthConfig, Settings, TrustConfig
 from mailgate.config.presets import Security
-from mailgate.identity.errors import IdentityError, SignInProblem, classify, network_problem
+from mailgate.identity.errors import (
+    IdentityError,
+    SignInProblem,
+    network_problem,
+    problem_from_reply,
+)
 from mailgate.identity.tokens import TokenManager
 from mailgate.submission.errors import SubmissionError
 from mailgate.trust import CaBundleError, ssl_context
@@ -412,7 +417,7 @@ def check_metadata(name: str, oauth: OAuthConfig, session: requests.Session) -> 
             "Microsoft cloud (the provider presets set it).",
         )
     if body is not None and "error" in body:
-        return _problem(name, classify(body, oauth))  # e.g. AADSTS90002: tenant not found
+        return _problem(name, problem_from_reply(body, oauth))  # e.g. AADSTS90002: tenant not found
     return _fail(
         name,
         f"{url} answered HTTP {response.status_code}, not the identity platform's metadata.",

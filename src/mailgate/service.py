@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailgate.account import sender_address, token_manager
 from mailgate.certs import ensure_self_signed
+from mailgate.config.errors import NotConfiguredError
 from mailgate.config.model import Settings
 from mailgate.config.store import Store
 from mailgate.db.writer import Writer
+from mailgate.errors import MailgateError
 from mailgate.gateway.delivery import (
     DeliveryEngine,
     DeliverySettings,
@@ -137,24 +139,14 @@ class Gateway:
     def _delivery_settings(self) -> DeliverySettings:
         cfg = self.settings.delivery
         return DeliverySettings(
-            max_connections=cfg.connections,
+            connections=cfg.connections,
             limits=Limits(cfg.messages_per_minute, cfg.recipients_per_day),
             max_lifetime=cfg.max_queue_lifetime,
             policy=self.settings.sender_policy,
             remote_host=self.settings.outbound.server.host,
         )
 
-    async def _store_message(
-        self,
-        sender: str,
-        rcpts: list[str],
-        data: bytes,
-        client: str,
-        helo: str,
-        user: str | None,
-        subject: str,
-    ) -> int:
-        incoming = Incoming(sender, tuple(rcpts), data, client, helo, user, subject)
+    async def _store_message(self, incoming: Incoming) -> int:
         return await self.intake.store(incoming)
 
     async def _verify_device(self, username: str, password: str) -> bool:
@@ -179,7 +171,10 @@ class Gateway:
 
     async def _open_upstream(self) -> SubmissionClient:
         if not self.settings.configured:
-            raise RuntimeError("no provider is configured")  # _identity() holds mail first
+            raise NotConfiguredError(  # not met: _identity() holds mail first
+                "No provider is configured: choose one with `mailgate config provider` or on "
+                "the console's SMTP server page."
+            )
         account = await self.db(self.store.account)
         primary = account.primary_address if account is not None else None
         return await UpstreamSession(self.store, self.settings, self.tokens, primary).open()
@@ -276,7 +271,7 @@ def delivery_owner(data_dir: Path) -> str:
     return f"{socket.gethostname()}:{data_dir.resolve()}"
 
 
-class AlreadyServing(Exception):
+class AlreadyServing(MailgateError):
     """Another `mailgate serve` runs with this data directory."""
 
 

@@ -10,6 +10,7 @@ import pytest
 from mailgate.config.store import Store
 from mailgate.console.security import ADMIN_PASSWORD_SECRET
 from mailgate.gateway.queue import State
+from mailgate.gateway.queue_schema import Incoming
 from mailgate.service import Gateway
 from mailgate.sim.server import SimulatorThread
 from tests.console.conftest import CLIENT_ID, PASSWORD, Browser
@@ -39,7 +40,9 @@ async def test_health_ready_and_metrics(admin: Browser, gateway: Gateway) -> Non
     ready = await admin.http.get("/readyz")
     assert ready.status_code == 503  # nobody signed in yet
     assert "signed in" in ready.json()["reason"]
-    gateway.queue.accept("a@contoso.com", ["b@contoso.com"], b"Subject: x\r\n\r\nx", time.time())
+    gateway.queue.accept(
+        Incoming("a@contoso.com", ("b@contoso.com",), b"Subject: x\r\n\r\nx"), time.time()
+    )
     metrics = (await admin.http.get("/metrics")).text
     assert 'mailgate_queue_depth{state="queued"} 1.0' in metrics
     assert "mailgate_queue_oldest_age_seconds" in metrics
@@ -91,7 +94,9 @@ async def _wait_status(admin: Browser, wanted: set[str]) -> dict[str, object]:
 async def test_wizard_signs_in_against_the_simulator(
     admin: Browser, sim: SimulatorThread, store: Store, gateway: Gateway
 ) -> None:
-    held = gateway.queue.accept("a@x.com", ["b@x.com"], b"Subject: x\r\n\r\nx", time.time())
+    held = gateway.queue.accept(
+        Incoming("a@x.com", ("b@x.com",), b"Subject: x\r\n\r\nx"), time.time()
+    )
     gateway.queue.hold(held, time.time(), "sign-in needed")
     await admin.get("/signin")
     assert (await admin.post("/signin/start")).status_code == 303
@@ -143,7 +148,9 @@ async def test_wizard_explains_failures(
 
 
 async def test_queue_actions_from_pages_and_api(admin: Browser, gateway: Gateway) -> None:
-    message = gateway.queue.accept("a@x.com", ["b@x.com"], b"Subject: hi\r\n\r\nx", time.time())
+    message = gateway.queue.accept(
+        Incoming("a@x.com", ("b@x.com",), b"Subject: hi\r\n\r\nx"), time.time()
+    )
     listing = await admin.get("/queue?state=queued")
     assert f'id="message-{message}"' in listing.text
     await admin.get(f"/queue/{message}")

@@ -16,7 +16,7 @@ from mailgate.db.migrate import upgrade
 from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.inbound import InboundPolicy
 from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
-from mailgate.gateway.queue import QueueStore
+from mailgate.gateway.queue import Incoming, QueueStore
 from tests.gateway.e2e_helpers import cloud, sim, template
 from tests.gateway.listener_helpers import Running, Start
 
@@ -38,20 +38,10 @@ async def start_listener(tmp_path: Path) -> AsyncIterator[Start]:
     async def start(policy: InboundPolicy | None = None, fail_store: bool = False) -> Running:
         loop = asyncio.get_running_loop()
 
-        async def store(
-            sender: str,
-            rcpts: list[str],
-            data: bytes,
-            client: str,
-            helo: str,
-            user: str | None,
-            subject: str,
-        ) -> int:
+        async def store(incoming: Incoming) -> int:
             if fail_store:
                 raise OSError(28, "No space left on device")
-            return await loop.run_in_executor(
-                writer, lambda: queue.accept(sender, rcpts, data, 0.0, client, helo, user, subject)
-            )
+            return await loop.run_in_executor(writer, queue.accept, incoming, 0.0)
 
         async def verify(user: str, password: str) -> bool:
             return await loop.run_in_executor(None, devices.verify, user, password)

@@ -1,4 +1,4 @@
-"""What becomes of a message after each kind of upstream reply (SPEC.md reply texts)."""
+"""What becomes of a message after each kind of upstream reply (Exchange's reply texts)."""
 
 from __future__ import annotations
 

@@ -17,10 +17,11 @@ from mailgate.gateway.delivery import (
     DeliveryEngine,
     DeliverySettings,
     SenderIdentity,
-    Upstream,
+    UpstreamConnection,
 )
 from mailgate.gateway.headers import first_value
 from mailgate.gateway.queue import QueueStore, State
+from mailgate.gateway.queue_schema import Incoming
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError, SubmissionNetworkError
 from mailgate.submission.replies import Classification, Reply, ReplyKind, classify, parse_reply
@@ -107,7 +108,9 @@ class Harness:
     identity: list[SenderIdentity | None]
 
     def accept(self, rcpts: list[str] | None = None, sender: str = "mfp@printer.local") -> int:
-        mid = self.queue.accept(sender, rcpts or ["a@fabrikam.test"], DATA, self.clock())
+        mid = self.queue.accept(
+            Incoming(sender, tuple(rcpts or ["a@fabrikam.test"]), DATA), self.clock()
+        )
         self.engine.wake()
         return mid
 
@@ -129,7 +132,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     db = Writer()
     identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
 
-    async def open_upstream() -> Upstream:
+    async def open_upstream() -> UpstreamConnection:
         failure = server.next_failure("connect")
         if failure is not None:
             raise failure
@@ -287,6 +290,6 @@ async def test_wake_from_another_thread_is_handed_to_the_loop(harness: Harness) 
     # asyncio.Event is not thread-safe; in debug mode asyncio raises when another thread
     # schedules on the loop directly, which the console's worker threads used to do.
     asyncio.get_running_loop().set_debug(True)
-    harness.queue.accept("mfp@printer.local", ["a@fabrikam.test"], DATA, harness.clock())
+    harness.queue.accept(Incoming("mfp@printer.local", ("a@fabrikam.test",), DATA), harness.clock())
     await asyncio.to_thread(harness.engine.wake)
     await harness.until(lambda: harness.states() == {"sent": 1})

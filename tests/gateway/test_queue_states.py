@@ -11,6 +11,7 @@ from sqlalchemy import create_engine, update
 from mailgate.db.migrate import upgrade
 from mailgate.db.schema import messages
 from mailgate.gateway.queue import QueueStore
+from mailgate.gateway.queue_schema import Incoming
 from mailgate.gateway.queue_states import (
     TRANSITIONS,
     Move,
@@ -102,7 +103,7 @@ def queue(tmp_path: Path) -> QueueStore:
 
 
 def _in_state(queue: QueueStore, state: State) -> int:
-    message_id = queue.accept("a@x.test", ["b@y.test"], b"Subject: s\r\n\r\nx\r\n", 1.0)
+    message_id = queue.accept(Incoming("a@x.test", ("b@y.test",), b"Subject: s\r\n\r\nx\r\n"), 1.0)
     with queue.engine.begin() as conn:  # a test's shortcut to any state
         conn.execute(update(messages).where(messages.c.id == message_id).values(state=state))
     return message_id

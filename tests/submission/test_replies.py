@@ -20,7 +20,8 @@ CTX = ReplyContext(
 )
 SUFFIX = "[BY1PR10CA0041.namprd10.prod.outlook.com 2026-06-01T12:00:00.000Z 08DC2D372B4C3DED]"
 
-# SPEC.md "How Microsoft behaves", word for word, plus neighbours; (reply, kind, enhanced).
+# Exchange's replies as real clients see them, word for word, plus neighbours; (reply, kind,
+# enhanced).
 EXCHANGE_REPLIES: list[tuple[str, ReplyKind, str | None]] = [
     ("235 2.7.0 Authentication successful", ReplyKind.ACCEPTED, "2.7.0"),
     (

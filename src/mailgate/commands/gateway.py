@@ -23,7 +23,7 @@ from mailgate.commands.common import (
     store_and_settings,
     when,
 )
-from mailgate.config.commands import open_store, reports_errors
+from mailgate.config.commands import open_store
 from mailgate.config.errors import ValidationError
 from mailgate.config.keys import parse_endpoint
 from mailgate.gateway.queue import MessageInfo, QueueStore, State
@@ -62,7 +62,6 @@ if TYPE_CHECKING:
 )
 @click.option("--no-console", is_flag=True, help="Do not start the admin console.")
 @click.pass_context
-@reports_errors
 def serve_command(
     ctx: click.Context,
     listen: str | None,
@@ -154,7 +153,6 @@ def queue_group() -> None:
 @click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@reports_errors
 def queue_list(ctx: click.Context, states: tuple[str, ...], limit: int, as_json: bool) -> None:
     """List messages, newest first."""
     with _queue(ctx) as queue:
@@ -175,7 +173,6 @@ def queue_list(ctx: click.Context, states: tuple[str, ...], limit: int, as_json:
 @click.argument("message_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@reports_errors
 def queue_show(ctx: click.Context, message_id: int, as_json: bool) -> None:
     """Show one message, its recipients and its history."""
     with _queue(ctx) as queue:
@@ -221,7 +218,6 @@ def _act(ctx: click.Context, what: str, message_id: int | None, all_: bool) -> N
 @click.argument("message_id", type=int, required=False)
 @click.option("--all", "all_", is_flag=True, help="Every deferred and held message.")
 @click.pass_context
-@reports_errors
 def queue_retry(ctx: click.Context, message_id: int | None, all_: bool) -> None:
     """Try a deferred or held message now (a running gateway picks it up)."""
     _act(ctx, "retry", message_id, all_)
@@ -231,7 +227,6 @@ def queue_retry(ctx: click.Context, message_id: int | None, all_: bool) -> None:
 @click.argument("message_id", type=int, required=False)
 @click.option("--all", "all_", is_flag=True, help="Every queued and deferred message.")
 @click.pass_context
-@reports_errors
 def queue_hold(ctx: click.Context, message_id: int | None, all_: bool) -> None:
     """Keep a message from being delivered until released."""
     _act(ctx, "hold", message_id, all_)
@@ -241,7 +236,6 @@ def queue_hold(ctx: click.Context, message_id: int | None, all_: bool) -> None:
 @click.argument("message_id", type=int, required=False)
 @click.option("--all", "all_", is_flag=True, help="Every held message.")
 @click.pass_context
-@reports_errors
 def queue_release(ctx: click.Context, message_id: int | None, all_: bool) -> None:
     """Let a held message be delivered."""
     _act(ctx, "release", message_id, all_)
@@ -250,7 +244,6 @@ def queue_release(ctx: click.Context, message_id: int | None, all_: bool) -> Non
 @queue_group.command("delete")
 @click.argument("message_id", type=int)
 @click.pass_context
-@reports_errors
 def queue_delete(ctx: click.Context, message_id: int) -> None:
     """Delete a message for good (it is not delivered and not bounced)."""
     with _queue(ctx) as queue:
@@ -274,7 +267,6 @@ def device_group() -> None:
     "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
 )
 @click.pass_context
-@reports_errors
 def device_add(ctx: click.Context, username: str, note: str, password_stdin: bool) -> None:
     """Create a device account; the password is asked for (never on the command line)."""
     if password_stdin:
@@ -302,7 +294,6 @@ def device_add(ctx: click.Context, username: str, note: str, password_stdin: boo
 @device_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@reports_errors
 def device_list(ctx: click.Context, as_json: bool) -> None:
     """List device accounts (never their passwords)."""
     store = open_store(ctx)
@@ -320,7 +311,6 @@ def device_list(ctx: click.Context, as_json: bool) -> None:
 @device_group.command("remove")
 @click.argument("username")
 @click.pass_context
-@reports_errors
 def device_remove(ctx: click.Context, username: str) -> None:
     """Delete a device account."""
     store = open_store(ctx)

@@ -29,7 +29,6 @@ from mailgate.commands.common import (
     store_and_settings,
     when,
 )
-from mailgate.config.commands import reports_errors
 from mailgate.identity.errors import SignInError
 from mailgate.identity.signin import CodeIssued, Pending, SignedIn, SignInEvent, SignInFailed
 
@@ -72,7 +71,6 @@ def _printer(as_json: bool, qr: bool) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
 @click.option("--no-qr", is_flag=True, help="Do not print a QR code of the sign-in link.")
 @click.pass_context
-@reports_errors
 def login_command(ctx: click.Context, as_json: bool, no_qr: bool) -> None:
     """Sign in to Microsoft with the OAuth 2.0 device code flow."""
     store, settings = store_and_settings(ctx)
@@ -119,7 +117,6 @@ def login_command(ctx: click.Context, as_json: bool, no_qr: bool) -> None:
 
 @click.command("logout")
 @click.pass_context
-@reports_errors
 def logout_command(ctx: click.Context) -> None:
     """Forget the signed-in account and its tokens."""
     store, settings = store_and_settings(ctx)
@@ -145,7 +142,6 @@ def status_data(ctx: click.Context) -> dict[str, Any]:
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-@reports_errors
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """Show the provider, the signed-in account, its tokens and the queue."""
     data = status_data(ctx)

@@ -1,4 +1,4 @@
-"""The admin console: the vendor manual's web UI (SPEC rows 1-14) as a Starlette app.
+"""The admin console: the vendor manual's web UI procedure as a Starlette app.
 
 Theory of operation. ``create_console_app`` wires the pages (pages_*.py), the JSON API
 (api.py), health and metrics around one shared :class:`~mailgate.console.state.Console`.

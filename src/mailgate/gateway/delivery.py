@@ -1,6 +1,6 @@
 """The delivery engine: queued messages go upstream through the signed-in mailbox.
 
-Theory of operation. Up to ``max_connections`` workers (Exchange allows 3 per mailbox)
+Theory of operation. Up to ``connections`` workers (Exchange allows 3 per mailbox)
 each keep one upstream connection and reuse it (RSET between messages). A worker claims
 one due message at a time (a lease in the queue), derives what to send from the stored
 bytes (sender policy), splits more than 500 recipients into several transactions, waits
@@ -31,8 +31,8 @@ from mailgate.db.writer import Writer
 from mailgate.gateway import bounce
 from mailgate.gateway.decisions import Decision, Fate, decide
 from mailgate.gateway.pacing import Limits, SendPacer, split_recipients
-from mailgate.gateway.policy import PolicyRefused, Prepared, prepare
-from mailgate.gateway.queue import Claimed, QueueStore, State
+from mailgate.gateway.policy import Prepared, prepare
+from mailgate.gateway.queue import Claimed, Incoming, QueueStore, State
 from mailgate.gateway.retry import DEFAULT_MAX_LIFETIME
 from mailgate.identity.errors import IdentityError
 from mailgate.submission.client import SendResult
@@ -56,7 +56,7 @@ INTERNAL = Classification(
 )
 
 
-class Upstream(Protocol):
+class UpstreamConnection(Protocol):
     """One authenticated upstream SMTP session (mailgate.submission.SubmissionClient)."""
 
     @property
@@ -82,14 +82,13 @@ class SenderIdentity:
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    max_connections: int = 3
+    connections: int = 3
     limits: Limits = field(default_factory=Limits)
     max_lifetime: float = DEFAULT_MAX_LIFETIME
     lease: float = 15 * 60.0
     #: Close an upstream connection idle this long (Exchange drops idle ones anyway).
     idle_close: float = 30.0
     policy: SenderPolicy = SenderPolicy.REWRITE
-    refuse_unlisted: bool = False
     reporting_host: str = field(default_factory=socket.getfqdn)
     remote_host: str = "smtp.office365.com"
     #: How often to look for expired leases and for a new sign-in while holding.
@@ -131,7 +130,7 @@ class DeliveryEngine:
         self,
         queue: QueueStore,
         db: Writer,
-        open_upstream: Callable[[], Awaitable[Upstream]],
+        open_upstream: Callable[[], Awaitable[UpstreamConnection]],
         identity: Callable[[], Awaitable[SenderIdentity | None]],
         settings: DeliverySettings | None = None,
         *,
@@ -171,7 +170,7 @@ class DeliveryEngine:
             self.pacer.record(at, count)
         self._tasks = [
             asyncio.create_task(self._worker(i), name=f"delivery-{i}")
-            for i in range(self.settings.max_connections)
+            for i in range(self.settings.connections)
         ]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="delivery-housekeeping"))
 
@@ -192,7 +191,7 @@ class DeliveryEngine:
 
     def apply(self, settings: DeliverySettings) -> None:
         """New settings from a reload; the number of workers stays until a restart."""
-        self.settings = dataclasses.replace(settings, max_connections=self.settings.max_connections)
+        self.settings = dataclasses.replace(settings, connections=self.settings.connections)
         self.pacer.limits = settings.limits
 
     def wake(self) -> None:
@@ -222,10 +221,10 @@ class DeliveryEngine:
     def _connections_allowed(self) -> int:
         if self.clock() < self._single_until:
             return 1
-        return self.settings.max_connections
+        return self.settings.connections
 
     async def _worker(self, index: int) -> None:
-        upstream: Upstream | None = None
+        upstream: UpstreamConnection | None = None
         idle_since = self.clock()
         try:
             while not self._stopping:
@@ -289,25 +288,22 @@ class DeliveryEngine:
         self.wake()
 
     # -- one message ----------------------------------------------------------------------
-    async def _deliver(self, claimed: Claimed, upstream: Upstream | None) -> Upstream | None:
+    async def _deliver(
+        self, claimed: Claimed, upstream: UpstreamConnection | None
+    ) -> UpstreamConnection | None:
         identity = await self.identity()
         if identity is None:
             await self._hold_for_sign_in(
                 claimed, "there is no account to send as yet (configure the provider)"
             )
             return await _close(upstream)
-        try:
-            prepared = prepare(
-                claimed.data,
-                claimed.envelope_from,
-                self.settings.policy,
-                identity.sender_address,
-                identity.allowed,
-                self.settings.refuse_unlisted,
-            )
-        except PolicyRefused as refused:
-            await self._fail_all(claimed, f"550 5.7.1 {refused}", "refused by the sender policy")
-            return upstream
+        prepared = prepare(
+            claimed.data,
+            claimed.envelope_from,
+            self.settings.policy,
+            identity.sender_address,
+            identity.allowed,
+        )
         unwritten = Unwritten()
         if prepared.notes and claimed.attempts == 0:
             unwritten.notes.append("; ".join(prepared.notes))
@@ -352,9 +348,9 @@ class DeliveryEngine:
         claimed: Claimed,
         prepared: Prepared,
         part: list[str],
-        upstream: Upstream | None,
+        upstream: UpstreamConnection | None,
         unwritten: Unwritten,
-    ) -> tuple[Upstream | None, Failure | None]:
+    ) -> tuple[UpstreamConnection | None, Failure | None]:
         """Send one transaction. Returns the connection to keep and, on failure, what to do."""
         try:
             if upstream is not None and upstream.connected:
@@ -531,17 +527,14 @@ class DeliveryEngine:
             arrival=claimed.received_at,
             now=self.clock(),
         )
-        bounce_id = await self.db(
-            self.queue.accept,
-            "",
-            [claimed.envelope_from],
-            report.as_bytes(),
-            self.clock(),
-            "mailgate",
-            "",
-            None,
-            "Undelivered Mail Returned to Sender",
+        dsn = Incoming(
+            envelope_from="",  # the null reverse-path: no report about a report (RFC 5321 4.5.5)
+            rcpt_tos=(claimed.envelope_from,),
+            data=report.as_bytes(),
+            client="mailgate",
+            subject="Undelivered Mail Returned to Sender",
         )
+        bounce_id = await self.db(self.queue.accept, dsn, self.clock())
         await self.db(
             self.queue.note,
             claimed.id,
@@ -551,7 +544,7 @@ class DeliveryEngine:
         self.wake()
 
     async def _event(self, level: str, kind: str, text: str, message_id: int | None = None) -> None:
-        getattr(log, level if level != "info" else "info")(text)
+        getattr(log, level)(text)
         await self.db(self.queue.add_event, self.clock(), level, kind, text, message_id)
 
 
@@ -566,7 +559,7 @@ def _status(reply: str | None) -> str:
     return "5.0.0"
 
 
-async def _close(upstream: Upstream | None) -> Upstream | None:
+async def _close(upstream: UpstreamConnection | None) -> UpstreamConnection | None:
     """Close quietly (the connection may be broken already); always returns None."""
     if upstream is not None:
         with contextlib.suppress(Exception):

@@ -1,6 +1,7 @@
 """Local accounts for devices that authenticate to mailgate (AUTH PLAIN/LOGIN).
 
-Devices never authenticate upstream (SPEC.md row 12): they sign in to the gateway with
+Devices never authenticate upstream (the vendor manual's "authentication user for sending"
+is the device, not a remote user): they sign in to the gateway with
 their own account, and relayed mail is always sent by the signed-in mailbox. Passwords
 are kept as argon2id hashes; a wrong password costs the same time as a right one.
 """

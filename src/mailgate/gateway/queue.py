@@ -55,19 +55,8 @@ class QueueStore:
         self.engine = engine
 
     # -- intake ---------------------------------------------------------------------------
-    def accept(
-        self,
-        envelope_from: str,
-        rcpt_tos: Sequence[str],
-        data: bytes,
-        now: float,
-        client: str = "",
-        helo: str = "",
-        auth_user: str | None = None,
-        subject: str = "",
-    ) -> int:
+    def accept(self, incoming: Incoming, now: float) -> int:
         """Store a message in one transaction; when this returns, it is on disk."""
-        incoming = Incoming(envelope_from, tuple(rcpt_tos), data, client, helo, auth_user, subject)
         return self.accept_many([incoming], now)[0]
 
     def accept_many(self, batch: Sequence[Incoming], now: float) -> list[int]:

@@ -6,7 +6,7 @@ and JSON (RFC 6749 section 5.2, RFC 8628 section 3.5)::
     {"error": "invalid_grant", "error_description": "AADSTS70008: ... \\r\\nTrace ID: ...",
      "error_codes": [70008], "suberror": "bad_token", "trace_id": ..., "correlation_id": ...}
 
-The description texts drift between clouds and over the years, so :func:`classify` looks
+The description texts drift between clouds and over the years, so :func:`problem_from_reply` looks
 at ``error_codes`` first, then an ``AADSTSnnnn`` in the description, then the ``error``
 string, and only shows the description's first line when nothing matched. The result is a
 :class:`SignInProblem`: a title, what happened in plain words, what to do, and two flags
@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mailgate.config.model import OAuthConfig
+from mailgate.errors import MailgateError
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class SignInProblem:
         return f"{self.code}: {self.title}. {self.explanation} {self.what_to_do}"
 
 
-class IdentityError(Exception):
+class IdentityError(MailgateError):
     """A failure of sign-in or token refresh; ``problem`` says what to do."""
 
     def __init__(self, problem: SignInProblem) -> None:
@@ -89,8 +90,8 @@ _CA_TODO = (
     "(Conditions > Authentication flows > Device code flow). Then sign in again."
 )
 
-# Why each code is here: SPEC.md "How Microsoft behaves" (errors an admin meets, polling,
-# refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
+# Why each code is here: Microsoft's identity-platform error reference (errors an admin
+# meets, polling, refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
 _BY_CODE: dict[int, _Entry] = {
     # RFC 8628 section 3.5 polling results, with Microsoft's numbers.
     70016: _Entry(
@@ -345,7 +346,9 @@ def _lookup(codes: list[int], error: str, suberror: str) -> tuple[int | None, _E
     return (codes[0] if codes else None), None
 
 
-def classify(result: Mapping[str, Any], oauth: OAuthConfig | None = None) -> SignInProblem:
+def problem_from_reply(
+    result: Mapping[str, Any], oauth: OAuthConfig | None = None
+) -> SignInProblem:
     """Explain an identity-platform error reply (an MSAL result dict or the HTTP JSON)."""
     error = str(result.get("error") or "")
     suberror = str(result.get("suberror") or "")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msal
@@ -23,8 +23,8 @@ from mailgate.config.model import OAuthConfig, TrustConfig
 from mailgate.identity.errors import (
     IdentityError,
     SignInProblem,
-    classify,
     network_problem,
+    problem_from_reply,
     service_unavailable,
 )
 from mailgate.identity.http import build_session
@@ -110,7 +110,7 @@ def _discovery_problem(exc: ValueError, oauth: OAuthConfig) -> SignInProblem:
             except ValueError:
                 continue
             if isinstance(reply, dict) and "error" in reply:
-                return classify(reply, oauth)
+                return problem_from_reply(reply, oauth)
     return service_unavailable("an answer that is not Microsoft's (not JSON)", oauth.login_host)
 
 
@@ -137,10 +137,6 @@ def call_msal(fn: Callable[[], T], oauth: OAuthConfig) -> T:
         if problem is None:  # pragma: no cover - the except clause lists only known kinds
             raise
         raise IdentityError(problem) from None
-
-
-def error_of(result: Mapping[str, Any] | None) -> bool:
-    return result is None or "error" in result
 
 
 def seconds(value: object, default: int) -> int:

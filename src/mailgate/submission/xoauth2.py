@@ -2,7 +2,7 @@
 
 Initial response (Microsoft's "Authenticate an IMAP, POP or SMTP connection using OAuth"):
 ``base64("user=" UPN "\\x01auth=Bearer " token "\\x01\\x01")``. The ``user=`` is always the
-UPN, never the sender address (SPEC.md row 10).
+UPN, never the sender address (Exchange authenticates the UPN; the From may be an alias).
 
 One line or two steps (RFC 4954 section 4): the initial response may go on the AUTH line,
 but a server may refuse long command lines. Real access tokens are 1.5-2.5 KB, so
