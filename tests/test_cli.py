@@ -11,6 +11,7 @@ import sys
 from click.testing import CliRunner
 
 from mailgate.cli import main
+from tests.bounds import HANG
 
 COMMANDS = [
     "init",
@@ -57,4 +58,4 @@ def _check_sim_json(process: subprocess.Popen[str]) -> None:
         assert os.path.exists(info["ca_file"])
     finally:
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=20) == 0
+        assert process.wait(timeout=HANG) == 0

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.bounds import HANG
+
 
 @pytest.mark.parametrize("profile", ["global", "21vianet"])
 def test_demo_signs_in_and_delivers(profile: str) -> None:
@@ -19,7 +21,7 @@ def test_demo_signs_in_and_delivers(profile: str) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=HANG,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         check=False,
     )

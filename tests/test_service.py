@@ -14,13 +14,14 @@ from mailgate.gateway.delivery import SIGN_IN_HOLD
 from mailgate.gateway.queue import State
 from mailgate.service import Gateway, ListenOverride
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, SOCKET
 
 CLIENT_ID = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 MESSAGE = b"From: mfp@printer.local\r\nTo: a@fabrikam.test\r\nSubject: early\r\n\r\nhi\r\n"
 
 
 def _send(port: int) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as smtp:
         smtp.sendmail("mfp@printer.local", ["a@fabrikam.test"], MESSAGE)
 
 
@@ -35,7 +36,7 @@ def _sign_in(data_dir: Path, sim: SimulatorThread) -> None:
             flow.close()
 
 
-async def _until(condition: object, limit: float = 30.0) -> None:
+async def _until(condition: object, limit: float = HANG) -> None:
     async with asyncio.timeout(limit):
         while not condition():  # type: ignore[operator]  # noqa: ASYNC110 - state is in SQLite
             await asyncio.sleep(0.1)

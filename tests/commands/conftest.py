@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from mailgate.cli import main
 from mailgate.sim.server import SimulatorThread
 from mailgate.sim.state import SimState
+from tests.bounds import HANG
 
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "0a1b2c3d-4e5f-4789-abcd-ef0123456789"
@@ -42,7 +43,7 @@ LEGACY = "legacy@contoso.com"
 #: Exit codes of `mailgate send` (commands/send.py).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TEMPORARY = 0, 1, 2, 75
 
-COMMAND_TIMEOUT = 60.0
+COMMAND_TIMEOUT = HANG
 
 
 def _environment() -> dict[str, str]:
@@ -99,7 +100,7 @@ class Transcript:
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
-            process.wait(timeout=10)
+            process.wait(timeout=HANG)
             for pipe in (process.stdout, process.stderr):
                 if pipe is not None:
                     pipe.close()

@@ -27,6 +27,7 @@ from mailgate.cli import main
 from mailgate.config.store import Store
 from mailgate.diagnostics import Status, clock_verdict, resolve
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import SOCKET
 
 CLIENT_ID = "9e5f94bc-e8a4-4e73-b8be-63364c29d753"
 UPN = "scanner@contoso.com"
@@ -142,7 +143,7 @@ class ConnectProxy:
             if method != "CONNECT" or host != "127.0.0.1":  # never leave this machine
                 client.sendall(b"HTTP/1.1 403 Forbidden\r\n\r\n")
                 return
-            with socket.create_connection((host, int(port)), timeout=5) as upstream:
+            with socket.create_connection((host, int(port)), timeout=SOCKET) as upstream:
                 client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 self._relay(client, upstream)
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from mailgate.cli import main
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG
 from tests.commands.conftest import (
     EXIT_FAILED,
     EXIT_OK,
@@ -287,7 +288,7 @@ def test_two_sends_share_one_refresh(cloud: SimulatorThread, configured: Cli) ->
         for subject in subjects
     ]
     for process in processes:
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=HANG)
         configured.transcript.record(out, err)
         assert process.returncode == EXIT_OK, err
 

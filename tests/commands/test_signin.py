@@ -249,7 +249,9 @@ def test_token_endpoint_unavailable_is_temporary(cloud: SimulatorThread, configu
 
 
 def test_sign_in_survives_a_passing_outage(cloud: SimulatorThread, configured: Cli) -> None:
-    cloud.set_scenario(token_endpoint="503")
+    # With Retry-After, MSAL holds its next poll that long; without it, 60 s (MSAL's
+    # throttling cache), which would only make this test slow.
+    cloud.set_scenario(token_endpoint="503", token_retry_after=1)
     login = configured.start_login(as_json=True)
     code = login.code()["user_code"]
     time.sleep(1.5)  # at least one poll meets the outage

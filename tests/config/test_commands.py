@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from mailgate.cli import main
 from mailgate.config.keys import MANUAL_MISTYPED_GUID
 from mailgate.config.presets import PRESETS
+from tests.bounds import HANG
 
 from .conftest import GUID
 
@@ -177,7 +178,7 @@ def test_real_process_21vianet_against_simulator_addresses(tmp_path: Path) -> No
 
     def mailgate(*args: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "mailgate", "--data-dir", str(data_dir), *args]
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=HANG)
         assert done.returncode == 0, done.stderr
         return done
 

@@ -24,6 +24,7 @@ import pytest
 
 from mailgate.sim.server import SimulatorThread
 from mailgate.sim.state import StoredMessage
+from tests.bounds import HANG
 
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "0a1b2c3d-4e5f-4789-abcd-ef0123456789"
@@ -32,8 +33,8 @@ SCANNER = "scanner@contoso.com"
 #: What the devices in these tests claim to be.
 DEVICE = "mfp@printer.local"
 
-COMMAND_TIMEOUT = 60.0
-START_TIMEOUT = 30.0
+COMMAND_TIMEOUT = HANG
+START_TIMEOUT = HANG
 
 
 def wait_ready(
@@ -52,7 +53,7 @@ def wait_ready(
     return info
 
 
-STOP_TIMEOUT = 45.0
+STOP_TIMEOUT = HANG
 
 
 def environment() -> dict[str, str]:

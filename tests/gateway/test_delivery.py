@@ -25,6 +25,7 @@ from mailgate.gateway.queue_schema import Incoming
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError, SubmissionNetworkError
 from mailgate.submission.replies import Classification, Reply, ReplyKind, classify, parse_reply
+from tests.bounds import HANG
 
 SENDER = "scanner@contoso.com"
 DATA = b"From: MFP <mfp@printer.local>\r\nSubject: scan\r\n\r\nbody\r\n"
@@ -114,7 +115,7 @@ class Harness:
         self.engine.wake()
         return mid
 
-    async def until(self, condition: Callable[[], bool], limit: float = 20.0) -> None:
+    async def until(self, condition: Callable[[], bool], limit: float = HANG) -> None:
         """Poll the queue (state lives in SQLite, so there is no event to wait on)."""
         async with asyncio.timeout(limit):
             while not condition():  # noqa: ASYNC110
@@ -186,7 +187,7 @@ async def test_connections_are_reused_and_capped_at_three(harness: Harness) -> N
 async def test_pacing_never_exceeds_thirty_a_minute(harness: Harness) -> None:
     for _ in range(75):
         harness.accept()
-    await harness.until(lambda: harness.states() == {"sent": 75}, limit=60)
+    await harness.until(lambda: harness.states() == {"sent": 75})
     times = sorted(s.at for s in harness.server.sent)
     for start in times:
         assert sum(1 for t in times if start <= t < start + 60) <= 30

@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 from mailgate.gateway.inbound import InboundPolicy
+from tests.bounds import HANG, SOCKET
 from tests.gateway.listener_helpers import Start, client_context
 
 MESSAGE = (
@@ -26,7 +27,7 @@ def send(
     login: tuple[str, str] | None = None,
     context: ssl.SSLContext | None = None,
 ) -> dict[str, tuple[int, bytes]]:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as smtp:
         if context is not None:
             smtp.starttls(context=context)
         if login is not None:
@@ -50,7 +51,7 @@ async def test_reply_names_the_queue_id(start_listener: Start) -> None:
     gw = await start_listener()
 
     def session() -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as smtp:
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=SOCKET) as smtp:
             smtp.ehlo()
             smtp.mail("a@b.test")
             smtp.rcpt("c@d.test")
@@ -65,7 +66,7 @@ async def test_refuses_networks_not_allowed(start_listener: Start) -> None:
     gw = await start_listener(InboundPolicy(allowed_networks=("10.0.0.0/8",)))
 
     def connect() -> None:
-        smtplib.SMTP("127.0.0.1", gw.port, timeout=10)
+        smtplib.SMTP("127.0.0.1", gw.port, timeout=SOCKET)
 
     with pytest.raises(smtplib.SMTPConnectError) as refused:
         await asyncio.to_thread(connect)
@@ -102,7 +103,7 @@ async def test_size_limit_declared_and_actual(start_listener: Start) -> None:
 
     # Not declared: refused at the end of DATA.
     def undeclared() -> tuple[int, bytes]:
-        with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as smtp:
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=SOCKET) as smtp:
             smtp.ehlo()
             smtp.mail("a@b.test")
             smtp.rcpt("c@d.test")
@@ -148,7 +149,7 @@ async def test_auth_not_offered_before_tls(start_listener: Start) -> None:
     gw.devices.add("printer", "long enough", 0.0)
 
     def features() -> tuple[bool, bool]:
-        with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as smtp:
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=SOCKET) as smtp:
             smtp.ehlo()
             before = smtp.has_extn("auth")
             smtp.starttls(context=client_context(gw.cert))
@@ -179,7 +180,7 @@ async def test_swaks_delivers(start_listener: Start) -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=HANG,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "250 2.0.0 OK: queued as" in result.stdout
@@ -194,7 +195,7 @@ async def test_auth_brute_force_is_locked_out(start_listener: Start) -> None:
     ctx = client_context(gw.cert)
 
     def attempt(password: str) -> int:
-        with smtplib.SMTP("127.0.0.1", gw.port, timeout=10) as smtp:
+        with smtplib.SMTP("127.0.0.1", gw.port, timeout=SOCKET) as smtp:
             smtp.starttls(context=ctx)
             smtp.ehlo()
             # One mechanism per attempt (login() would try PLAIN, then LOGIN).

@@ -29,6 +29,7 @@ import pytest
 from mailgate.config.store import Store
 from mailgate.gateway.queue import QueueStore
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, SOCKET
 from tests.gateway.e2e_helpers import (
     CLIENT_ID,
     DEVICE,
@@ -43,7 +44,7 @@ from tests.gateway.e2e_helpers import (
     wait_until,
 )
 
-DELIVERY_TIMEOUT = 20.0
+DELIVERY_TIMEOUT = HANG
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def tokens(label: str, count: int) -> list[str]:
 
 def send_all(port: int, subjects: list[str], sender: str = DEVICE) -> None:
     """Several messages over one connection; each DATA must get 250."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as client:
         client.ehlo("printer.local")
         for subject in subjects:
             client.sendmail(sender, ["someone@fabrikam.com"], mail(subject, sender))
@@ -119,7 +120,7 @@ def test_swaks_and_smtplib_reach_the_mailbox_as_the_signed_in_account(
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=SOCKET,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -212,7 +213,7 @@ def test_revoked_sign_in_holds_mail_until_the_next_login(
 def _occupy(sim: SimulatorThread) -> smtplib.SMTP:
     """An authenticated session to the simulator, as another client of the mailbox."""
     grant = sim.state.issue_access_token(SCANNER, CLIENT_ID, [sim.state.profile.smtp_scope], 3600)
-    client = smtplib.SMTP("127.0.0.1", sim.smtp_port, timeout=30)
+    client = smtplib.SMTP("127.0.0.1", sim.smtp_port, timeout=SOCKET)
     client.ehlo("other.client")
     client.starttls(context=_trusting(sim))
     client.ehlo("other.client")
@@ -256,7 +257,7 @@ def test_send_as_denied_fails_and_bounces_to_the_envelope_sender(
     mailgate.ok("config", "set", "sender.policy", "pass-through")
     serve = start(mailgate, tmp_path, servers)
     denied, null_sender = tokens("denied", 2)
-    with smtplib.SMTP("127.0.0.1", serve.port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", serve.port, timeout=SOCKET) as client:
         client.sendmail(DEVICE, ["someone@fabrikam.com"], mail(denied, "ceo@contoso.com"))
         client.sendmail("", ["someone@fabrikam.com"], mail(null_sender, "ceo@contoso.com"))
 
@@ -302,7 +303,7 @@ def _load(port: int, subjects: list[str], accepted: list[str], stop: threading.E
     pending = list(subjects)
     while pending and not stop.is_set():
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as client:
                 while pending:
                     subject = pending[0]
                     client.sendmail(DEVICE, ["someone@fabrikam.com"], mail(subject))

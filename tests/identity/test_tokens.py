@@ -17,6 +17,7 @@ from mailgate.identity.errors import TokenError
 from mailgate.identity.store import MemoryTokenCacheStore, TokenCacheStore
 from mailgate.identity.tokens import DAY, AccessToken, TokenManager
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG
 from tests.identity.helpers import FileTokenCacheStore, oauth_for, sign_in, trust_for
 
 HOUR = 3600.0
@@ -183,7 +184,7 @@ def test_single_flight_between_processes(sim: SimulatorThread, tmp_path: Path) -
         )
         for _ in range(2)
     ]
-    outputs = [child.communicate(timeout=60) for child in children]
+    outputs = [child.communicate(timeout=HANG) for child in children]
     assert [child.returncode for child in children] == [0, 0], outputs
     assert sim.state.counters.refresh_grants == 1
     assert outputs[0][0] == outputs[1][0]

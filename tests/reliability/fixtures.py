@@ -21,6 +21,7 @@ import pytest
 from mailgate.config.store import Store
 from mailgate.gateway.queue import Event, QueueStore
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import SOCKET
 from tests.gateway.e2e_helpers import DEVICE, Mailgate, Serve, mail
 
 #: Seconds a fault is left in place while CPU time and log volume are measured.
@@ -80,7 +81,7 @@ def tokens(label: str, count: int) -> list[str]:
     return [f"{label}-{run}-{i:03d}" for i in range(count)]
 
 
-def send_all(port: int, subjects: list[str], timeout: float = 30) -> None:
+def send_all(port: int, subjects: list[str], timeout: float = SOCKET) -> None:
     """Several messages over one connection; each DATA must get 250."""
     with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
         client.ehlo("printer.local")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.bounds import HANG
 from tests.gateway.e2e_helpers import environment
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "crash_harness.py"
@@ -19,7 +20,7 @@ def test_three_kill_rounds_lose_nothing(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=environment(),
-        timeout=300,
+        timeout=3 * HANG,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

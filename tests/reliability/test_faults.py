@@ -23,6 +23,7 @@ from mailgate.config.paths import db_path
 from mailgate.config.store import Store
 from mailgate.gateway.queue import QueueStore
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, SOCKET
 from tests.gateway.e2e_helpers import (
     CLIENT_ID,
     DEVICE,
@@ -45,10 +46,10 @@ from tests.reliability.fixtures import (
     tokens,
 )
 
-DELIVERY_TIMEOUT = 30.0
+DELIVERY_TIMEOUT = HANG
 
 
-def wait_state(mailgate: Mailgate, subjects: list[str], state: str, timeout: float = 30) -> None:
+def wait_state(mailgate: Mailgate, subjects: list[str], state: str, timeout: float = HANG) -> None:
     def reached() -> bool:
         queue = mailgate.queue()
         return all(queue.get(s, {}).get("state") == state for s in subjects)
@@ -165,7 +166,7 @@ def test_slow_then_hung_token_endpoint(
     send_all(serve.port, hung)
     started = time.monotonic()
     assert_quiet(measure_quiet(serve, 10.0), serve)  # waiting on the socket, not spinning
-    wait_state(mailgate, hung, "deferred", timeout=60)
+    wait_state(mailgate, hung, "deferred", timeout=HANG)
     assert time.monotonic() - started >= 20  # the 30 s read timeout, not an early give-up
     assert "upstream_down" in kinds(mailgate)
     sim.set_scenario(**HEALTHY)
@@ -267,7 +268,7 @@ def fill(disk: Path) -> Path:
 def refused_451(port: int, subject: str, size: int = 0) -> str:
     """Send one message that must be refused with a 4xx; the reply text."""
     data = mail(subject) + (b"x" * 78 + b"\r\n") * (size // 80)
-    with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as client:
         try:
             client.sendmail(DEVICE, ["someone@fabrikam.com"], data)
         except smtplib.SMTPDataError as error:
@@ -337,7 +338,7 @@ def test_locked_database_gives_451_then_recovers(
         assert reply.startswith("451 4.3.0"), reply
         assert_quiet(measure_quiet(serve), serve)
     finally:
-        locker.communicate("\n", timeout=10)
+        locker.communicate("\n", timeout=HANG)
     after = [refused, *tokens("unlocked", 2)]
     send_all(serve.port, after)
     wait_delivered(sim, set(after), DELIVERY_TIMEOUT)

@@ -21,6 +21,7 @@ from pathlib import Path
 from mailgate.config.paths import db_path, key_path
 from mailgate.config.secrets import new_key_text
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, SOCKET
 from tests.gateway.e2e_helpers import (
     DEVICE,
     Mailgate,
@@ -46,7 +47,7 @@ def test_not_an_open_relay_outside_the_allowed_networks(
 ) -> None:
     mailgate.ok("config", "set", "listener.networks", "10.0.0.0/8, 192.168.0.0/16")
     serve = start(mailgate, tmp_path, servers)
-    client = smtplib.SMTP(timeout=10)
+    client = smtplib.SMTP(timeout=SOCKET)
     code, text = client.connect("127.0.0.1", serve.port)
     client.close()
     assert code == 554, text
@@ -55,7 +56,7 @@ def test_not_an_open_relay_outside_the_allowed_networks(
 
 
 def _auth_offered(port: int, tls: bool) -> bool:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as client:
         client.ehlo("printer.local")
         if tls:
             client.starttls(context=_client_context())
@@ -120,7 +121,7 @@ def test_serve_refuses_to_start_with_a_wrong_key(mailgate: Mailgate, tmp_path: P
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=HANG,
         check=False,
     )
     assert result.returncode != 0
@@ -149,7 +150,7 @@ def test_device_mail_reaches_the_sender_only_through_the_signed_in_mailbox(
     """A device cannot choose whom mailgate sends as: the envelope sender is rewritten."""
     serve = start(mailgate, tmp_path, servers)
     (subject,) = tokens("spoof", 1)
-    with smtplib.SMTP("127.0.0.1", serve.port, timeout=30) as client:
+    with smtplib.SMTP("127.0.0.1", serve.port, timeout=SOCKET) as client:
         client.sendmail("ceo@contoso.com", ["someone@fabrikam.com"], mail(subject, DEVICE))
     wait_delivered(sim, {subject}, 30)
     with sim.state.lock:

@@ -24,6 +24,7 @@ from mailgate.sim.ca import CertificateFiles, create_certificates
 from mailgate.sim.profiles import get_profile
 from mailgate.sim.smtp import ExchangeSmtpServer
 from mailgate.sim.state import SimState
+from tests.bounds import HANG, SOCKET
 
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 SCANNER = "scanner@contoso.com"
@@ -44,7 +45,7 @@ class Exchange:
         self.port = self.call(self.server.start(0))
 
     def call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=HANG)
 
     def token(self, upn: str = SCANNER) -> str:
         return self.state.issue_access_token(
@@ -54,7 +55,7 @@ class Exchange:
     def close(self) -> None:
         self.call(self.server.stop())
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
+        self.thread.join(timeout=HANG)
         self.loop.close()
 
 
@@ -101,7 +102,7 @@ def smtp_error(exc: smtplib.SMTPResponseException) -> bytes:
 
 
 def tls_smtp(exchange: Exchange) -> smtplib.SMTP:
-    smtp = smtplib.SMTP("127.0.0.1", exchange.port, local_hostname="device.local", timeout=30)
+    smtp = smtplib.SMTP("127.0.0.1", exchange.port, local_hostname="device.local", timeout=SOCKET)
     smtp.ehlo()
     smtp.starttls(context=exchange.certs.client_context())
     smtp.ehlo()
@@ -110,7 +111,7 @@ def tls_smtp(exchange: Exchange) -> smtplib.SMTP:
 
 # -- smtplib -------------------------------------------------------------------------------
 def test_smtplib_one_line_xoauth2_and_connection_reuse(exchange: Exchange) -> None:
-    smtp = smtplib.SMTP("127.0.0.1", exchange.port, local_hostname="device.local", timeout=30)
+    smtp = smtplib.SMTP("127.0.0.1", exchange.port, local_hostname="device.local", timeout=SOCKET)
     code, _ = smtp.ehlo()
     assert code == 250
     assert smtp.has_extn("starttls")
@@ -180,9 +181,9 @@ def test_smtplib_outage(exchange: Exchange) -> None:
     port = exchange.port
     exchange.call(exchange.server.set_down(True))
     with pytest.raises(ConnectionRefusedError):
-        smtplib.SMTP("127.0.0.1", port, timeout=5)
+        smtplib.SMTP("127.0.0.1", port, timeout=SOCKET)
     exchange.call(exchange.server.set_down(False))
-    smtp = smtplib.SMTP("127.0.0.1", port, timeout=5)
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=SOCKET)
     assert smtp.noop() == (250, b"2.0.0 OK")
     smtp.quit()
 
@@ -219,7 +220,7 @@ def run_msmtp(
         input=a_message(sender).as_string(),
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=HANG,
         check=False,
     )
 
@@ -289,7 +290,7 @@ def run_swaks(exchange: Exchange, *extra: str) -> subprocess.CompletedProcess[st
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=HANG,
         check=False,
     )
 

@@ -11,13 +11,14 @@ from contextlib import ExitStack
 import pytest
 
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import SOCKET
 
 UPN = "scanner@contoso.com"
 MESSAGE = b"From: scanner@contoso.com\r\nTo: a@fabrikam.test\r\nSubject: x\r\n\r\nbody\r\n"
 
 
 def session(sim: SimulatorThread) -> smtplib.SMTP:
-    smtp = smtplib.SMTP("127.0.0.1", sim.smtp_port, timeout=10)
+    smtp = smtplib.SMTP("127.0.0.1", sim.smtp_port, timeout=SOCKET)
     smtp.starttls(context=ssl.create_default_context(cafile=str(sim.ca_path)))
     smtp.ehlo()
     return smtp

@@ -28,6 +28,7 @@ from mailgate.sim.idp import approve_admin_consent, create_idp_app, sign_in
 from mailgate.sim.profiles import get_profile
 from mailgate.sim.smtp import ExchangeSmtpServer
 from mailgate.sim.state import Scenario, SimState
+from mailgate.transports import abort
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,7 +53,7 @@ async def _abort_leftover_transports() -> None:
     for obj in gc.get_objects():
         mine = isinstance(obj, asyncio.BaseTransport) and getattr(obj, "_loop", None) is loop
         if mine and not obj.is_closing() and hasattr(obj, "abort"):
-            obj.abort()
+            abort(obj)
     await asyncio.sleep(0)
 
 
@@ -203,7 +204,7 @@ class Simulator:
         for connection in list(connections):
             transport = getattr(connection, "transport", None)
             if transport is not None:
-                transport.abort()
+                abort(transport)
 
     async def serve_forever(self) -> None:
         assert self._uvicorn_task is not None

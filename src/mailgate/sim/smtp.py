@@ -41,6 +41,7 @@ from mailgate.sim import exchange_replies as replies
 from mailgate.sim.directory import Mailbox
 from mailgate.sim.limits import MailboxLimiter, Verdict
 from mailgate.sim.state import SimState
+from mailgate.transports import abort
 
 logger = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class _Stream:
         sock = self.writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.writer.transport.abort()
+        abort(self.writer.transport)
         raise _ClientGone
 
     async def read_chunk(self, size: int, keep: int) -> bytes:
@@ -377,7 +378,7 @@ class _Session:
             # Fault injection: what the client reads as its ServerHello is not TLS at all.
             self.stream.writer.write(b"HTTP/1.0 400 not TLS\r\n\r\n")
             await self.stream.writer.drain()
-            self.stream.writer.transport.abort()
+            abort(self.stream.writer.transport)
             raise _ClientGone
         await self.stream.writer.start_tls(self.server.tls_context)
         self.tls = True
@@ -659,7 +660,7 @@ class ExchangeSmtpServer:
     async def _drop_sessions(self) -> None:
         tasks = list(self._sessions.values())
         for session in list(self._sessions):
-            session.stream.writer.transport.abort()
+            abort(session.stream.writer.transport)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=5)
             for task in pending:
@@ -667,7 +668,7 @@ class ExchangeSmtpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.state.scenario.smtp_down:  # switched by the control API without set_down
-            writer.transport.abort()
+            abort(writer.transport)
             return
         with self.state.lock:
             self.state.counters.smtp_connections += 1

@@ -13,6 +13,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from mailgate.config.store import init_data_dir
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG, HANG_MS
 from tests.gateway.e2e_helpers import Mailgate, environment, stop_process, wait_ready
 
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
@@ -22,8 +23,8 @@ PASSWORD = "correct horse battery staple"
 JSMITH_UPN = "jsmith@contoso.partner.onmschina.cn"
 JSMITH_PRIMARY = "john.smith@contoso.cn"
 #: Milliseconds Playwright waits for an element before a test fails.
-WAIT_MS = 20_000
-STOP_TIMEOUT = 45.0
+WAIT_MS = HANG_MS
+STOP_TIMEOUT = HANG
 
 _SETUP_LINK = re.compile(r"create the admin password at (http\S+)")
 
@@ -116,7 +117,7 @@ def approve_on_simulator(
     return microsoft
 
 
-def wait_for_state(page: Page, state: str, timeout: float = 30.0) -> None:
+def wait_for_state(page: Page, state: str, timeout: float = HANG) -> None:
     """Reload a message page until #message-state says *state* (the page does not poll)."""
     deadline = time.monotonic() + timeout
     while page.get_attribute("#message-state", "data-state") != state:

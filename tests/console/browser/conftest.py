@@ -8,7 +8,7 @@ certificate because the simulated Microsoft pages on 127.0.0.1 use the simulator
 Chromium's flags keep the browser itself quiet; a route refuses pages' requests elsewhere.
 
 Playwright's own browser download does not work on these machines: the browser is
-/usr/bin/chromium (Debian package `chromium`, installed by dev.py). Without it the tests skip.
+/usr/bin/chromium (Debian package `chromium`, installed by dev.py). Without it they fail.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ expect.set_options(timeout=WAIT_MS)
 @pytest.fixture(scope="package")
 def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (python3 dev.py test does)")
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (python3 dev.py test does)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS

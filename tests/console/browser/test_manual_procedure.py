@@ -17,6 +17,7 @@ from pathlib import Path
 from playwright.sync_api import BrowserContext, Page, expect
 
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import SOCKET
 from tests.console.browser.browsing import (
     CLIENT_ID,
     JSMITH_PRIMARY,
@@ -52,7 +53,7 @@ def test_manual_procedure_in_english(
     mailgate.ok("init")
     served = serve()
     # A printer already points at mailgate: its mail waits until the console is done.
-    with smtplib.SMTP("127.0.0.1", served.smtp_port, timeout=10) as printer:
+    with smtplib.SMTP("127.0.0.1", served.smtp_port, timeout=SOCKET) as printer:
         printer.send_message(_printer_mail(), "mfp@printer.local", ["someone@contoso.cn"])
 
     # The manual's step 2: the administrator logs in (here: creates the password first).
