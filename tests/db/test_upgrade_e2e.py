@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from mailgate.sim.server import SimulatorThread
+from tests.bounds import HANG
 from tests.db import release
 from tests.gateway.e2e_helpers import (
     CLIENT_ID,
@@ -16,7 +17,7 @@ from tests.gateway.e2e_helpers import (
     wait_delivered,
 )
 
-DELIVERY_TIMEOUT = 60.0
+DELIVERY_TIMEOUT = HANG
 
 
 def test_release_queue_is_upgraded_and_delivered(sim: SimulatorThread, tmp_path: Path) -> None:
