@@ -124,6 +124,12 @@ class Harness:
     def states(self) -> dict[str, int]:
         return {k: v for k, v in self.queue.counts().items() if v}
 
+    async def engine_ran(self, passes: int = 2) -> None:
+        """Until the engine has been round its loop *passes* housekeeping intervals: the
+        fake clock moves only when its workers nap, so this is progress, not wall time."""
+        until = self.clock() + passes * self.engine.settings.housekeeping_interval
+        await self.until(lambda: self.clock() >= until)
+
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
@@ -205,10 +211,11 @@ async def test_more_than_500_recipients_are_split(harness: Harness) -> None:
 async def test_auth_failure_holds_everything_until_sign_in(harness: Harness) -> None:
     harness.server.script = ["connect:535 5.7.3 Authentication unsuccessful [BY1 2026 08DC]"]
     harness.accept()
-    await harness.until(lambda: harness.states().get("held") == 1)
+    await harness.until(lambda: [e.kind for e in harness.queue.events()] == ["sign_in_needed"])
+    assert harness.states() == {"held": 1}
     assert harness.engine.signin_needed
     second = harness.accept()
-    await asyncio.sleep(0.2)
+    await harness.engine_ran()
     info = harness.queue.get(second)
     assert info is not None
     assert info.state in (State.QUEUED, State.HELD)
@@ -226,7 +233,7 @@ async def test_manual_hold_survives_a_sign_in(harness: Harness) -> None:
     mid = harness.accept()
     harness.queue.hold(mid, harness.clock(), "held by the administrator")
     harness.engine.signin_needed = False
-    await asyncio.sleep(0.2)
+    await harness.engine_ran()
     info = harness.queue.get(mid)
     assert info is not None
     assert info.held_reason != SIGN_IN_HOLD
@@ -255,8 +262,9 @@ async def test_no_bounce_for_the_null_sender(harness: Harness) -> None:
     harness.server.script = ["send:552 5.3.4 Message size exceeds fixed maximum message size"]
     harness.accept(sender="")
     await harness.until(lambda: harness.states() == {"failed": 1})
-    await asyncio.sleep(0.1)
+    await harness.engine_ran()
     assert harness.server.sent == []
+    assert harness.states() == {"failed": 1}  # no report was queued either
 
 
 async def test_network_fault_defers_then_delivers(harness: Harness) -> None:
