@@ -10,6 +10,7 @@ from mailgate.submission.replies import (
     ReplyKind,
     ReplyReader,
     classify,
+    enhanced_status,
     parse_reply,
 )
 
@@ -260,3 +261,22 @@ def test_enhanced_status_code(first_line: str, enhanced: str | None, detail: str
     reply = Reply(550, (first_line,))
     assert reply.enhanced == enhanced
     assert reply.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("stored", "enhanced"),
+    [
+        ("554 5.2.252 SendAsDenied; scanner@contoso.com not allowed to send as x", "5.2.252"),
+        ("550 5.7.1 refused\n550 second line", "5.7.1"),  # str(Reply) of a multi-line reply
+        ("451 4.4.0 try later", "4.4.0"),
+        ("250 2.0.0 OK", "2.0.0"),
+        ("550 refused without an enhanced code", None),
+        ("550 5.7.1; glued to a semicolon", None),
+        ("network error", None),  # what a network fault leaves
+        ("AADSTS700082", None),  # a sign-in problem's code
+        ("", None),
+        (None, None),
+    ],
+)
+def test_enhanced_status_of_a_stored_reply(stored: str | None, enhanced: str | None) -> None:
+    assert enhanced_status(stored) == enhanced

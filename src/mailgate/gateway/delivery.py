@@ -37,7 +37,7 @@ from mailgate.gateway.retry import DEFAULT_MAX_LIFETIME
 from mailgate.identity.errors import IdentityError
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError
-from mailgate.submission.replies import Classification, Reply, ReplyKind
+from mailgate.submission.replies import Classification, Reply, ReplyKind, enhanced_status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -518,7 +518,9 @@ class DeliveryEngine:
             claimed.data,
             claimed.envelope_from,
             [
-                bounce.FailedRecipient(r.address, r.reply or "", _status(r.reply), "")
+                bounce.FailedRecipient(
+                    r.address, r.reply or "", enhanced_status(r.reply) or "5.0.0", ""
+                )
                 for r in failed
             ],
             reporting_host=self.settings.reporting_host,
@@ -550,13 +552,6 @@ class DeliveryEngine:
 
 #: Steps where a refusal is about the whole session, not the message (RFC 5321 3.1, 4.1.1.1).
 _SESSION_STAGES = frozenset({"connect", "EHLO", "HELO", "STARTTLS"})
-
-
-def _status(reply: str | None) -> str:
-    for word in (reply or "").split()[1:2]:
-        if word.count(".") == 2 and word[0] in "245":
-            return word
-    return "5.0.0"
 
 
 async def _close(upstream: UpstreamConnection | None) -> UpstreamConnection | None:

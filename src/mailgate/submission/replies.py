@@ -64,6 +64,15 @@ class Reply:
         return "\n".join(f"{self.code} {line}".rstrip() for line in self.lines)
 
 
+def enhanced_status(text: str | None) -> str | None:
+    """The enhanced status code of a reply kept as text (``str(Reply)``, as the queue keeps
+    a recipient's reply): "5.2.252" from "554 5.2.252 SendAsDenied; ...", else None."""
+    first = (text or "").split("\n", 1)[0]
+    code, _, rest = first.partition(" ")
+    match = _ENHANCED.match(rest) if len(code) == 3 and code.isdigit() else None
+    return match.group(0) if match else None
+
+
 def parse_reply(text: str) -> Reply:
     """Parse a complete reply written out as text (one or more CRLF- or LF-separated lines)."""
     reader = ReplyReader()
