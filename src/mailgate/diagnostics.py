@@ -29,8 +29,8 @@ from mailgate.config.presets import Security
 from mailgate.identity.errors import (
     IdentityError,
     SignInProblem,
+    classify,
     network_problem,
-    problem_from_reply,
 )
 from mailgate.identity.tokens import TokenManager
 from mailgate.submission.errors import SubmissionError
@@ -417,7 +417,7 @@ def check_metadata(name: str, oauth: OAuthConfig, session: requests.Session) -> 
             "Microsoft cloud (the provider presets set it).",
         )
     if body is not None and "error" in body:
-        return _problem(name, problem_from_reply(body, oauth))  # e.g. AADSTS90002: tenant not found
+        return _problem(name, classify(body, oauth))  # e.g. AADSTS90002: tenant not found
     return _fail(
         name,
         f"{url} answered HTTP {response.status_code}, not the identity platform's metadata.",

@@ -8,10 +8,10 @@ import pytest
 
 from mailgate.config.model import OAuthConfig
 from mailgate.identity.errors import (
+    classify,
     code_needs_sign_in,
     first_line,
     network_problem,
-    problem_from_reply,
     service_unavailable,
 )
 
@@ -337,7 +337,7 @@ CASES: list[tuple[dict[str, Any], str, bool, bool, str]] = [
 def test_catalog(
     body: dict[str, Any], code: str, retryable: bool, needs_sign_in: bool, words: str
 ) -> None:
-    problem = problem_from_reply(body, OAUTH)
+    problem = classify(body, OAUTH)
     assert problem.code == code
     assert problem.retryable is retryable
     assert problem.needs_sign_in is needs_sign_in
@@ -349,30 +349,28 @@ def test_catalog(
 def test_error_codes_win_over_a_drifted_text() -> None:
     body = reply("invalid_grant", 50173, "Some new wording Microsoft adopted in 2027.")
     body["error_description"] = "AADSTS70000: misleading" + TAIL
-    assert problem_from_reply(body, OAUTH).code == "AADSTS50173"
+    assert classify(body, OAUTH).code == "AADSTS50173"
 
 
 def test_code_in_description_when_error_codes_missing() -> None:
     body = {"error": "invalid_grant", "error_description": "AADSTS700082: expired." + TAIL}
-    assert problem_from_reply(body).code == "AADSTS700082"
+    assert classify(body).code == "AADSTS700082"
 
 
 def test_error_string_when_no_code() -> None:
-    problem = problem_from_reply({"error": "expired_token", "error_description": "gone"})
+    problem = classify({"error": "expired_token", "error_description": "gone"})
     assert problem.needs_sign_in
     assert problem.code == "AADSTS70019"
-    assert problem_from_reply({"error": "invalid_grant"}).needs_sign_in
+    assert classify({"error": "invalid_grant"}).needs_sign_in
 
 
 def test_suberror_consent_required() -> None:
-    problem = problem_from_reply({"error": "invalid_grant", "suberror": "consent_required"}, OAUTH)
+    problem = classify({"error": "invalid_grant", "suberror": "consent_required"}, OAUTH)
     assert OAUTH.admin_consent_url in problem.what_to_do
 
 
 def test_unknown_code_shows_first_line_only() -> None:
-    problem = problem_from_reply(
-        reply("invalid_request", 12345, "Something unusual happened."), OAUTH
-    )
+    problem = classify(reply("invalid_request", 12345, "Something unusual happened."), OAUTH)
     assert problem.code == "AADSTS12345"
     assert "Something unusual happened." in problem.explanation
     assert "Trace ID" not in problem.explanation
@@ -382,16 +380,14 @@ def test_unknown_code_shows_first_line_only() -> None:
 
 def test_never_echoes_a_token() -> None:
     token = "EwBIBMl6BAAU" + "x" * 200
-    problem = problem_from_reply(
-        {"error": "weird", "error_description": f"bad token {token}" + TAIL}
-    )
+    problem = classify({"error": "weird", "error_description": f"bad token {token}" + TAIL})
     assert token not in str(problem)
     assert token[:40] not in problem.explanation
 
 
 def test_consumers_consent_url_uses_common() -> None:
     oauth = OAuthConfig("login.microsoftonline.com", "consumers", OAUTH.client_id, OAUTH.scope)
-    problem = problem_from_reply(reply("invalid_grant", 65001, "not consented"), oauth)
+    problem = classify(reply("invalid_grant", 65001, "not consented"), oauth)
     assert "https://login.microsoftonline.com/common/adminconsent?client_id=" in problem.what_to_do
 
 

@@ -14,7 +14,9 @@ API to a file beside it, which is how an administrator goes back.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import io
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -100,9 +102,6 @@ def run_migrations(conn: Connection, target: str = "head") -> None:
 
 def render_sql(dialect: str) -> str:
     """The whole migration as SQL text for *dialect* (offline mode), without a database."""
-    import contextlib
-    import io
-
     buffer = io.StringIO()
     config = _config(dialect=dialect)
     config.output_buffer = buffer

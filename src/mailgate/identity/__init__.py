@@ -4,7 +4,7 @@ What other modules use::
 
     DeviceCodeSignIn(oauth, trust, store, lock_path=..., on_event=...).start() / .wait(code)
     TokenManager(oauth, trust, store, lock_path).access_token()  -> AccessToken(token, upn, ...)
-    problem_from_reply(reply, oauth) -> SignInProblem;  SignInError / TokenError carry .problem
+    classify(reply, oauth) -> SignInProblem;  SignInError / TokenError carry .problem
     build_session(trust) -> requests.Session;  ssl_context(trust) -> ssl.SSLContext
 """
 
@@ -13,7 +13,7 @@ from mailgate.identity.errors import (
     SignInError,
     SignInProblem,
     TokenError,
-    problem_from_reply,
+    classify,
 )
 from mailgate.identity.http import build_session
 from mailgate.identity.signin import (
@@ -58,8 +58,8 @@ __all__ = [
     "TokenHealth",
     "TokenManager",
     "build_session",
+    "classify",
     "keepalive_due",
-    "problem_from_reply",
     "refresh_due",
     "resign_in_deadline",
     "ssl_context",

@@ -6,7 +6,7 @@ and JSON (RFC 6749 section 5.2, RFC 8628 section 3.5)::
     {"error": "invalid_grant", "error_description": "AADSTS70008: ... \\r\\nTrace ID: ...",
      "error_codes": [70008], "suberror": "bad_token", "trace_id": ..., "correlation_id": ...}
 
-The description texts drift between clouds and over the years, so :func:`problem_from_reply` looks
+The description texts drift between clouds and over the years, so :func:`classify` looks
 at ``error_codes`` first, then an ``AADSTSnnnn`` in the description, then the ``error``
 string, and only shows the description's first line when nothing matched. The result is a
 :class:`SignInProblem`: a title, what happened in plain words, what to do, and two flags
@@ -346,9 +346,7 @@ def _lookup(codes: list[int], error: str, suberror: str) -> tuple[int | None, _E
     return (codes[0] if codes else None), None
 
 
-def problem_from_reply(
-    result: Mapping[str, Any], oauth: OAuthConfig | None = None
-) -> SignInProblem:
+def classify(result: Mapping[str, Any], oauth: OAuthConfig | None = None) -> SignInProblem:
     """Explain an identity-platform error reply (an MSAL result dict or the HTTP JSON)."""
     error = str(result.get("error") or "")
     suberror = str(result.get("suberror") or "")

@@ -23,8 +23,8 @@ from mailgate.config.model import OAuthConfig, TrustConfig
 from mailgate.identity.errors import (
     IdentityError,
     SignInProblem,
+    classify,
     network_problem,
-    problem_from_reply,
     service_unavailable,
 )
 from mailgate.identity.http import build_session
@@ -110,7 +110,7 @@ def _discovery_problem(exc: ValueError, oauth: OAuthConfig) -> SignInProblem:
             except ValueError:
                 continue
             if isinstance(reply, dict) and "error" in reply:
-                return problem_from_reply(reply, oauth)
+                return classify(reply, oauth)
     return service_unavailable("an answer that is not Microsoft's (not JSON)", oauth.login_host)
 
 

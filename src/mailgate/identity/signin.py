@@ -34,8 +34,8 @@ from mailgate.identity.errors import (
     IdentityError,
     SignInError,
     SignInProblem,
+    classify,
     local_problem,
-    problem_from_reply,
 )
 from mailgate.identity.msal_app import SessionHolder, build_app, call_msal, seconds
 from mailgate.identity.store import TokenCacheStore
@@ -189,7 +189,7 @@ class DeviceCodeSignIn:
         except IdentityError as exc:
             raise self._fail(exc.problem) from None
         if "user_code" not in flow:
-            raise self._fail(problem_from_reply(flow, self.oauth))
+            raise self._fail(classify(flow, self.oauth))
         code = DeviceCode(
             user_code=str(flow["user_code"]),
             verification_uri=str(flow.get("verification_uri") or flow.get("verification_url")),
@@ -241,7 +241,7 @@ class DeviceCodeSignIn:
             if "access_token" in reply:
                 return reply
             if reply.get("error") not in _KEEP_POLLING:
-                problem = problem_from_reply(reply, self.oauth)
+                problem = classify(reply, self.oauth)
                 if not problem.retryable:
                     raise IdentityError(problem)
                 # A passing fault (503, throttling): the code stays valid; keep polling.

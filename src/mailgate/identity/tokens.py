@@ -40,9 +40,9 @@ from mailgate.identity.errors import (
     IdentityError,
     SignInProblem,
     TokenError,
+    classify,
     code_needs_sign_in,
     not_signed_in,
-    problem_from_reply,
 )
 from mailgate.identity.msal_app import SessionHolder, build_app, call_msal, seconds
 from mailgate.identity.store import TokenCacheStore
@@ -321,7 +321,7 @@ class TokenManager:
         else:
             if reply is not None and "access_token" in reply:
                 return self._refreshed(reply, account, now)
-            problem = problem_from_reply(reply, self.oauth) if reply else not_signed_in()
+            problem = classify(reply, self.oauth) if reply else not_signed_in()
         error = self._failed(account, problem, now)
         if problem.retryable and cached is not None and still_usable(cached.expires_at, now):
             # A transient failure inside the margin: the old token still works for a while.
