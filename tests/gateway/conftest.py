@@ -17,11 +17,11 @@ from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.inbound import InboundPolicy
 from mailgate.gateway.listener import GatewayHandler, Listener, ListenSpec
 from mailgate.gateway.queue import Incoming, QueueStore
-from tests.gateway.e2e_helpers import cloud, sim, template
+from tests.gateway.e2e_helpers import cloud, mailgate, servers, sim, template
 from tests.gateway.listener_helpers import Running, Start
 
 #: Module-shared simulator fixtures of the `serve` end-to-end tests.
-__all__ = ["cloud", "sim", "start_listener", "template"]
+__all__ = ["cloud", "mailgate", "servers", "sim", "start_listener", "template"]
 
 
 @pytest.fixture
