@@ -70,7 +70,8 @@ def device_sign_in(
 
 
 def sender_address(settings: Settings, account: AccountState | None) -> str | None:
-    """SPEC row 9/10: the configured sender address, else the account's primary address
+    """The configured sender address, else the account's primary address (the ID token's
+    `email`; the XOAUTH2 user stays the UPN, which may differ)
     (for provider `none`, the SMTP user name when it is an address)."""
     if settings.sender_address:
         return settings.sender_address

@@ -26,7 +26,12 @@ from mailgate.account import missing_sender_advice, sender_address
 from mailgate.commands.common import duration, when
 from mailgate.config.model import OAuthConfig, Settings, TrustConfig
 from mailgate.config.presets import Security
-from mailgate.identity.errors import IdentityError, SignInProblem, classify, network_problem
+from mailgate.identity.errors import (
+    IdentityError,
+    SignInProblem,
+    classify,
+    network_problem,
+)
 from mailgate.identity.tokens import TokenManager
 from mailgate.submission.errors import SubmissionError
 from mailgate.trust import CaBundleError, ssl_context

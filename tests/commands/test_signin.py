@@ -69,7 +69,7 @@ def test_login_in_a_terminal_names_upn_and_sender_address(
 
 
 def test_upn_and_primary_address_stay_apart(cloud: SimulatorThread, configured: Cli) -> None:
-    """SPEC row 10: XOAUTH2 user= is the UPN, the From is the primary address."""
+    """XOAUTH2 user= is the UPN, the From is the primary address."""
     configured.login(cloud, JSMITH_UPN)
 
     shown = configured.ok("status").stdout
@@ -205,7 +205,7 @@ def test_sign_in_failure_says_what_to_do(
 def test_admin_consent_required_points_to_the_consent_url(
     cloud: SimulatorThread, configured: Cli
 ) -> None:
-    """SPEC row 1: the link is built from the configured sign-in host and client ID."""
+    """The admin-consent link is built from the configured sign-in host and client ID."""
     cloud.set_scenario(consent_required="admin")
     said = _failed_login(configured, cloud, JSMITH_UPN)
     assert "AADSTS90094" in said

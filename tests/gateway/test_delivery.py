@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from mailgate.db.migrate import upgrade
+from mailgate.db.writer import Writer
 from mailgate.gateway.delivery import (
     SIGN_IN_HOLD,
-    DbRunner,
     DeliveryEngine,
     DeliverySettings,
     SenderIdentity,
-    Upstream,
+    UpstreamConnection,
 )
 from mailgate.gateway.headers import first_value
 from mailgate.gateway.queue import QueueStore, State
+from mailgate.gateway.queue_schema import Incoming
 from mailgate.identity.errors import TokenError
 from mailgate.identity.errors import classify as classify_identity
 from mailgate.submission.client import SendResult
@@ -109,7 +111,9 @@ class Harness:
     identity: list[SenderIdentity | None]
 
     def accept(self, rcpts: list[str] | None = None, sender: str = "mfp@printer.local") -> int:
-        mid = self.queue.accept(sender, rcpts or ["a@fabrikam.test"], DATA, self.clock())
+        mid = self.queue.accept(
+            Incoming(sender, tuple(rcpts or ["a@fabrikam.test"]), DATA), self.clock()
+        )
         self.engine.wake()
         return mid
 
@@ -122,16 +126,22 @@ class Harness:
     def states(self) -> dict[str, int]:
         return {k: v for k, v in self.queue.counts().items() if v}
 
+    async def engine_ran(self, passes: int = 2) -> None:
+        """Until the engine has been round its loop *passes* housekeeping intervals: the
+        fake clock moves only when its workers nap, so this is progress, not wall time."""
+        until = self.clock() + passes * self.engine.settings.housekeeping_interval
+        await self.until(lambda: self.clock() >= until)
+
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     clock = FakeClock()
     server = FakeServer(clock)
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
-    db = DbRunner()
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
+    db = Writer()
     identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
 
-    async def open_upstream() -> Upstream:
+    async def open_upstream() -> UpstreamConnection:
         if server.script and server.script[0].startswith("refresh:"):
             # A refusal of the token refresh: {"error", "error_codes"} as Microsoft sends.
             error, code = server.script.pop(0).split(":")[1:]
@@ -236,10 +246,11 @@ async def test_refresh_configuration_faults_hold_with_the_fix(
 async def test_auth_failure_holds_everything_until_sign_in(harness: Harness) -> None:
     harness.server.script = ["connect:535 5.7.3 Authentication unsuccessful [BY1 2026 08DC]"]
     harness.accept()
-    await harness.until(lambda: harness.states().get("held") == 1)
+    await harness.until(lambda: [e.kind for e in harness.queue.events()] == ["sign_in_needed"])
+    assert harness.states() == {"held": 1}
     assert harness.engine.signin_needed
     second = harness.accept()
-    await asyncio.sleep(0.2)
+    await harness.engine_ran()
     info = harness.queue.get(second)
     assert info is not None
     assert info.state in (State.QUEUED, State.HELD)
@@ -257,7 +268,7 @@ async def test_manual_hold_survives_a_sign_in(harness: Harness) -> None:
     mid = harness.accept()
     harness.queue.hold(mid, harness.clock(), "held by the administrator")
     harness.engine.signin_needed = False
-    await asyncio.sleep(0.2)
+    await harness.engine_ran()
     info = harness.queue.get(mid)
     assert info is not None
     assert info.held_reason != SIGN_IN_HOLD
@@ -286,8 +297,9 @@ async def test_no_bounce_for_the_null_sender(harness: Harness) -> None:
     harness.server.script = ["send:552 5.3.4 Message size exceeds fixed maximum message size"]
     harness.accept(sender="")
     await harness.until(lambda: harness.states() == {"failed": 1})
-    await asyncio.sleep(0.1)
+    await harness.engine_ran()
     assert harness.server.sent == []
+    assert harness.states() == {"failed": 1}  # no report was queued either
 
 
 async def test_network_fault_defers_then_delivers(harness: Harness) -> None:
@@ -316,3 +328,12 @@ async def test_throttle_uses_one_connection(harness: Harness) -> None:
     assert before <= 3
     assert harness.server.max_open == 1
     assert "throttled" in [e.kind for e in harness.queue.events()]
+
+
+async def test_wake_from_another_thread_is_handed_to_the_loop(harness: Harness) -> None:
+    # asyncio.Event is not thread-safe; in debug mode asyncio raises when another thread
+    # schedules on the loop directly, which the console's worker threads used to do.
+    asyncio.get_running_loop().set_debug(True)
+    harness.queue.accept(Incoming("mfp@printer.local", ("a@fabrikam.test",), DATA), harness.clock())
+    await asyncio.to_thread(harness.engine.wake)
+    await harness.until(lambda: harness.states() == {"sent": 1})

@@ -9,6 +9,7 @@ import pytest
 from mailgate.config.model import OAuthConfig
 from mailgate.identity.errors import (
     classify,
+    code_needs_sign_in,
     first_line,
     holds_mail,
     network_problem,
@@ -481,3 +482,29 @@ def test_missing_parameter_is_named(parameter: str) -> None:
     assert f"'{parameter}'" in problem.explanation
     others = {"scope", "client_id", "grant_type"} - {parameter}
     assert not any(f"'{other}'" in problem.explanation for other in others)
+
+
+@pytest.mark.parametrize(
+    ("code", "dead"),
+    [
+        # The refresh token is gone: expired by inactivity, revoked, or not ours any more.
+        ("AADSTS700082", True),
+        ("AADSTS50173", True),
+        ("AADSTS70008", True),
+        ("AADSTS70000", True),
+        # Sign-in needs the person again (MFA, a disabled account, consent withdrawn).
+        ("AADSTS50076", True),
+        ("AADSTS50057", True),
+        ("AADSTS65001", True),
+        ("not_signed_in", True),
+        ("expired_token", True),
+        # Worth retrying as it is: nothing for a person to do.
+        ("AADSTS70016", False),
+        ("network", False),
+        ("service_unavailable", False),
+        ("AADSTS99999", False),  # unknown numbers are not guessed at
+        (None, False),
+    ],
+)
+def test_code_needs_sign_in_follows_the_catalog(code: str | None, dead: bool) -> None:
+    assert code_needs_sign_in(code) is dead

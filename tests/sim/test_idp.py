@@ -409,7 +409,7 @@ async def test_token_response(idp: Idp) -> None:
     assert claims["tid"] == "72f988bf-86f1-41af-91ab-2d7cd011db47"
     assert claims["oid"] == mailbox.object_id
     assert claims["preferred_username"] == "jsmith@contoso.onmicrosoft.com"
-    # The primary address, not the UPN: the manual's "device e-mail address" (SPEC row 9).
+    # The primary address, not the UPN: the manual's "device e-mail address" (the ID token's `email` claim).
     assert claims["email"] == "john.smith@contoso.com"
     assert claims["name"] == "John Smith"
     assert {"iss", "sub", "iat", "exp"} <= set(claims)

@@ -10,6 +10,7 @@ from mailgate.submission.replies import (
     ReplyKind,
     ReplyReader,
     classify,
+    enhanced_status,
     parse_reply,
     token_may_be_stale,
 )
@@ -21,7 +22,8 @@ CTX = ReplyContext(
 )
 SUFFIX = "[BY1PR10CA0041.namprd10.prod.outlook.com 2026-06-01T12:00:00.000Z 08DC2D372B4C3DED]"
 
-# SPEC.md "How Microsoft behaves", word for word, plus neighbours; (reply, kind, enhanced).
+# Exchange's replies as real clients see them, word for word, plus neighbours; (reply, kind,
+# enhanced).
 EXCHANGE_REPLIES: list[tuple[str, ReplyKind, str | None]] = [
     ("235 2.7.0 Authentication successful", ReplyKind.ACCEPTED, "2.7.0"),
     (
@@ -286,3 +288,22 @@ def test_a_generic_535_does_not_blame_exchange() -> None:
     assert "mail.example.org:587 refused the sign-in token for scanner@example.org" in explained
     assert "535 5.7.8" in explained
     assert "mailgate login" in explained
+
+
+@pytest.mark.parametrize(
+    ("stored", "enhanced"),
+    [
+        ("554 5.2.252 SendAsDenied; scanner@contoso.com not allowed to send as x", "5.2.252"),
+        ("550 5.7.1 refused\n550 second line", "5.7.1"),  # str(Reply) of a multi-line reply
+        ("451 4.4.0 try later", "4.4.0"),
+        ("250 2.0.0 OK", "2.0.0"),
+        ("550 refused without an enhanced code", None),
+        ("550 5.7.1; glued to a semicolon", None),
+        ("network error", None),  # what a network fault leaves
+        ("AADSTS700082", None),  # a sign-in problem's code
+        ("", None),
+        (None, None),
+    ],
+)
+def test_enhanced_status_of_a_stored_reply(stored: str | None, enhanced: str | None) -> None:
+    assert enhanced_status(stored) == enhanced

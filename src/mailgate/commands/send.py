@@ -25,7 +25,6 @@ from mailgate.commands.common import (
     print_problem,
     store_and_settings,
 )
-from mailgate.config.commands import reports_errors
 from mailgate.config.model import SenderPolicy, Settings
 from mailgate.identity.errors import IdentityError
 from mailgate.submission.client import SendResult
@@ -98,7 +97,6 @@ async def _send(
 @click.option("--from", "from_", default=None, help="Sender address, where the policy allows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
-@reports_errors
 def send_command(
     ctx: click.Context,
     to: tuple[str, ...],

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mailgate.config.model import OAuthConfig
+from mailgate.errors import MailgateError
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class SignInProblem:
         return f"{self.code}: {self.title}. {self.explanation} {self.what_to_do}"
 
 
-class IdentityError(Exception):
+class IdentityError(MailgateError):
     """A failure of sign-in or token refresh; ``problem`` says what to do."""
 
     def __init__(self, problem: SignInProblem) -> None:
@@ -93,8 +94,8 @@ _CA_TODO = (
     "(Conditions > Authentication flows > Device code flow). Then sign in again."
 )
 
-# Why each code is here: SPEC.md "How Microsoft behaves" (errors an admin meets, polling,
-# refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
+# Why each code is here: Microsoft's identity-platform error reference (errors an admin
+# meets, polling, refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
 _BY_CODE: dict[int, _Entry] = {
     # RFC 8628 section 3.5 polling results, with Microsoft's numbers.
     70016: _Entry(
@@ -499,9 +500,26 @@ def service_unavailable(status: str, host: str) -> SignInProblem:
     )
 
 
+#: mailgate's own codes after which only a new sign-in helps.
+_LOCAL_NEEDS_SIGN_IN = frozenset({"not_signed_in", "expired_token"})
+
+
+def code_needs_sign_in(code: str | None) -> bool:
+    """Whether a stored problem code (an account's last refresh error) means the sign-in is
+    dead: the catalog's answer for Microsoft's numbers, ours for mailgate's own codes."""
+    if code is None:
+        return False
+    if code in _LOCAL_NEEDS_SIGN_IN:
+        return True
+    number = code.removeprefix("AADSTS")
+    found = int(number) if number.isdigit() else _BY_ERROR.get(code)
+    entry = _BY_CODE.get(found) if isinstance(found, int) else found
+    return entry is not None and entry.needs_sign_in
+
+
 def local_problem(code: str, title: str, explanation: str, what_to_do: str) -> SignInProblem:
     """A failure decided by mailgate itself (not signed in, cancelled, expired locally)."""
-    needs = code in {"not_signed_in", "expired_token"}
+    needs = code in _LOCAL_NEEDS_SIGN_IN
     return SignInProblem(code, title, explanation, what_to_do, retryable=False, needs_sign_in=needs)
 
 

@@ -2,7 +2,7 @@
 
 Initial response (Microsoft's "Authenticate an IMAP, POP or SMTP connection using OAuth"):
 ``base64("user=" UPN "\\x01auth=Bearer " token "\\x01\\x01")``. The ``user=`` is always the
-UPN, never the sender address (SPEC.md row 10).
+UPN, never the sender address (Exchange authenticates the UPN; the From may be an alias).
 
 OAUTHBEARER (RFC 7628 section 3.1) carries the same token behind a GS2 header:
 ``base64("n,a=" UPN "," "\x01host=" host "\x01port=" port "\x01auth=Bearer " token "\x01\x01")``.

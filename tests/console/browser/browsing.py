@@ -20,7 +20,7 @@ from tests.gateway.e2e_helpers import Mailgate, environment, stop_process, wait_
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "5f1c3a2e-8d4b-4e6f-9a7c-2b1d0e3f4a5c"
 PASSWORD = "correct horse battery staple"
-#: The 21Vianet directory's mailbox whose UPN differs from its primary address (SPEC row 10).
+#: The 21Vianet directory's mailbox whose UPN differs from its primary address (the XOAUTH2 user stays the UPN).
 JSMITH_UPN = "jsmith@contoso.partner.onmschina.cn"
 JSMITH_PRIMARY = "john.smith@contoso.cn"
 #: Milliseconds Playwright waits for an element before a test fails.

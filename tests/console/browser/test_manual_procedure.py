@@ -107,7 +107,7 @@ def test_manual_procedure_in_english(
     screenshot(microsoft, "07-microsoft-approved")
     microsoft.close()
 
-    # The wizard follows the sign-in by itself and ends on success (SPEC rows 9-10).
+    # The wizard follows the sign-in by itself and ends on success (UPN and primary address shown apart).
     expect(page.locator("#wizard-success")).to_be_visible()
     expect(page.locator("#signed-in-upn")).to_have_text(JSMITH_UPN)
     expect(page.locator("#signed-in-address")).to_have_text(JSMITH_PRIMARY)
@@ -146,5 +146,5 @@ def test_manual_procedure_in_english(
     assert JSMITH_PRIMARY in test["from"], test
     printed = by_subject["Scan from the printer"]
     assert printed["upn"] == JSMITH_UPN
-    assert printed["mail_from"] == JSMITH_PRIMARY  # sender policy "rewrite" (SPEC row 11)
+    assert printed["mail_from"] == JSMITH_PRIMARY  # sender policy "rewrite" (the default)
     assert JSMITH_PRIMARY in printed["from"], printed

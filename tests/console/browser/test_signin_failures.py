@@ -1,5 +1,5 @@
 """A sign-in the tenant refuses for lack of admin consent ends on the admin-consent link
-(SPEC row 1); following it, accepting, and trying again succeeds."""
+(the tenant admin grants it once); following it, accepting, and trying again succeeds."""
 
 from __future__ import annotations
 
