@@ -18,6 +18,9 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from mailgate.console import texts
+from mailgate.texts import N_
+
 LOCALES = Path(__file__).parent / "locales"
 TEMPLATES = Path(__file__).parent / "templates"
 #: Setting value (console.language, lower case) -> catalog directory.
@@ -26,11 +29,6 @@ LANGUAGES = {"en": "en", "zh-cn": "zh_CN"}
 LANGUAGE_NAMES = {"en": "English", "zh-cn": "简体中文"}
 LANGUAGE_COOKIE = "mailgate_lang"
 DEFAULT_LANGUAGE = "en"
-
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; it is translated where it is shown."""
-    return message
 
 
 #: Queue states as the pages name them.
@@ -89,4 +87,11 @@ def environment(language: str) -> Environment:
     env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
     env.filters["datetime"] = format_time
     env.filters["state_name"] = lambda state: catalog.gettext(STATE_NAMES.get(state) or str(state))
+    say = catalog.gettext
+    env.filters["stored"] = lambda text: texts.stored_text(str(text or ""), say)
+    env.filters["recipient_state"] = lambda v: texts.word(texts.RECIPIENT_STATES, str(v), say)
+    env.filters["event_level"] = lambda v: texts.word(texts.EVENT_LEVELS, str(v), say)
+    env.filters["event_kind"] = lambda v: texts.word(texts.EVENT_KINDS, str(v), say)
+    env.filters["provider_title"] = lambda v: texts.provider_title(str(v), say)
+    env.filters["code_title"] = lambda v: texts.code_title(str(v), say)
     return env

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from mailgate import operations as ops
 from mailgate.config.errors import ConfigError
 from mailgate.config.presets import PRESETS
+from mailgate.console import texts
 from mailgate.console.security import check_new_password
 from mailgate.console.web import console_of, gettext, read_form, redirect, render
 
@@ -48,6 +49,10 @@ async def signin_page(request: Request) -> Response:
     settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     oauth = settings.outbound.oauth if settings else None
     state = console.wizard.state.to_json(console.clock())
+    problem = console.wizard.state.problem
+    if problem is not None:
+        title, explanation, todo = texts.problem_texts(problem, gettext(request))
+        state["problem"].update(title=title, explanation=explanation, what_to_do=todo)
     return render(
         request,
         "signin.html",
