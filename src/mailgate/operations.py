@@ -26,6 +26,7 @@ from mailgate.gateway.devices import DeviceAccount, DeviceAccounts
 from mailgate.gateway.queue import Incoming, QueueStore, State
 from mailgate.identity.tokens import token_health
 from mailgate.submission.message import build_message, serialize
+from mailgate.texts import N_
 
 T = TypeVar("T")
 
@@ -274,14 +275,16 @@ def save_smtp(handle: GatewayHandle, form: dict[str, str]) -> bool:
     if PRESETS[provider].uses_oauth:
         fields = {name: (form.get(name) or "").strip() or None for name in OAUTH_FIELDS}
         if not fields["client_id"]:
-            raise ValidationError(
-                "Enter the client ID: the Application (client) ID of your app registration."
-            )
+            raise ValidationError.of(
+                N_("Enter the client ID: the Application (client) ID of your app registration.")
+            ).in_field("--client-id")
         store.apply_provider(provider, **fields)
         return True
     server = (form.get("smtp_server") or "").strip()
     if not server:
-        raise ValidationError("Enter the SMTP server address, host[:port].")
+        raise ValidationError.of(N_("Enter the SMTP server address, host[:port].")).in_field(
+            "smtp.server"
+        )
     store.apply_provider("none", server=server)
     store.set("smtp.security", form.get("smtp_security") or "starttls")
     store.set("smtp.username", form.get("smtp_username") or "")

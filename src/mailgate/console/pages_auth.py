@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailgate.config.errors import ValidationError
-from mailgate.console import i18n
+from mailgate.console import i18n, texts
 from mailgate.console.security import SESSION_COOKIE, check_new_password
 from mailgate.console.web import (
     client_address,
@@ -94,7 +94,14 @@ async def setup_submit(request: Request) -> Response:
     try:
         check_new_password(form.get("password", ""), form.get("password2", ""))
     except ValidationError as problem:
-        return render(request, "setup.html", 400, error=str(problem), token=token)
+        return render(
+            request,
+            "setup.html",
+            400,
+            error=texts.error_text(problem, gettext(request)),
+            error_for=texts.error_input(problem),
+            token=token,
+        )
     console.setup.consume()  # single use, before the slow hash
     await asyncio.to_thread(console.password.set, form["password"])
     return _signed_in_response(request, "/smtp")

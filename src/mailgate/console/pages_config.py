@@ -38,7 +38,14 @@ async def smtp_submit(request: Request) -> Response:
         values["smtp_password"] = ""  # write-only: never echoed back
         values["uses_oauth"] = PRESETS.get(form.get("provider", ""), PRESETS["none"]).uses_oauth
         return render(
-            request, "smtp.html", 400, active="smtp", v=values, presets=PRESETS, error=str(error)
+            request,
+            "smtp.html",
+            400,
+            active="smtp",
+            v=values,
+            presets=PRESETS,
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
         )
     # The manual's step 6-7: Save leads to "Enter authentication code".
     return redirect("/signin" if signs_in else "/smtp?saved=1")
@@ -99,7 +106,15 @@ async def _settings_form(request: Request, template: str, keys: list[str], activ
             await console.gateway.run(ops.set_values, console.gateway, changes)
         except ConfigError as error:
             values = await asyncio.to_thread(console.store.all_values)
-            return render(request, template, 400, active=active, v=values, error=str(error))
+            return render(
+                request,
+                template,
+                400,
+                active=active,
+                v=values,
+                error=texts.error_text(error, gettext(request)),
+                error_for=texts.error_input(error),
+            )
         return redirect(f"{request.url.path}?saved=1")
     values = await asyncio.to_thread(console.store.all_values)
     extra = await asyncio.to_thread(console.status) if active == "device" else {}
@@ -156,7 +171,8 @@ async def device_add(request: Request) -> Response:
             active="inbound",
             v=values,
             devices=devices,
-            error=str(error),
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
         )
     return redirect("/inbound?saved=1")
 
@@ -184,7 +200,15 @@ async def password_submit(request: Request) -> Response:
     try:
         check_new_password(form.get("password", ""), form.get("password2", ""))
     except ConfigError as error:
-        return render(request, "settings.html", 400, active="settings", v=values, error=str(error))
+        return render(
+            request,
+            "settings.html",
+            400,
+            active="settings",
+            v=values,
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
+        )
     await asyncio.to_thread(console.password.set, form["password"])
     console.sessions.end_all()  # every browser signs in again with the new password
     return redirect("/login")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 
+from mailgate.config.errors import ValidationError
 from mailgate.config.presets import PRESETS
 from mailgate.identity.errors import SignInProblem, catalog_texts
 from mailgate.texts import N_
@@ -188,3 +189,52 @@ def code_title(code: str, gettext: Gettext) -> str:
     """A stored problem code ("AADSTS70000") with the catalog's title, translated."""
     texts = catalog_texts(code)
     return f"{code}: {gettext(texts[0])}" if texts else code
+
+
+#: Console labels of the fields a validation error can be about (CLI options and keys).
+FIELD_LABELS = {
+    "--client-id": N_("Client ID"),
+    "oauth.client_id": N_("Client ID"),
+    "--server": N_("Server address"),
+    "oauth.server": N_("Server address"),
+    "smtp.server": N_("Server address"),
+    "--host": N_("Host name"),
+    "oauth.host": N_("Host name"),
+    "--tenant": N_("Tenant"),
+    "oauth.tenant": N_("Tenant"),
+    "--scope": N_("Scope"),
+    "oauth.scope": N_("Scope"),
+    "smtp.username": N_("User name"),
+    "sender.address": N_("Sender address"),
+    "sender.allowed": N_("Allowed addresses (aliases, send-as), separated by commas"),
+    "listener.bind": N_("Listen address"),
+    "listener.port": N_("Port (STARTTLS offered)"),
+    "listener.tls_port": N_("Implicit TLS port (empty: off)"),
+    "listener.networks": N_("Allowed client networks, separated by commas"),
+    "listener.tls_cert": N_("TLS certificate file (PEM; empty: self-signed)"),
+    "listener.tls_key": N_("TLS key file (PEM)"),
+    "listener.max_message_size": N_("Largest message (bytes)"),
+    "network.https_proxy": N_("HTTPS proxy server"),
+    "network.ca_bundle": N_("Extra CA certificates (PEM file path)"),
+}
+
+
+def error_text(error: Exception, gettext: Gettext) -> str:
+    """A validation error in console words: the field's label, the reader's language."""
+    if not isinstance(error, ValidationError) or error.text is None:
+        return str(error)
+    sentence = fill(gettext(error.text), error.params)
+    label = FIELD_LABELS.get(error.field or "")
+    return f"{gettext(label)}{gettext(COLON)}{sentence}" if label else sentence
+
+
+#: Between a label and its sentence (a full-width colon in Chinese).
+COLON = N_(": ")
+
+
+def error_input(error: Exception) -> str | None:
+    """The id of the input a validation error is about, for aria-describedby / focus."""
+    field = getattr(error, "field", None)
+    if not isinstance(field, str):
+        return None
+    return field.removeprefix("--").replace("-", "_").replace(".", "_")

@@ -7,11 +7,12 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from mailgate.console import i18n
 from mailgate.console.security import PRE_SESSION_COOKIE, Session, csrf_ok
 from mailgate.console.state import Console
+from mailgate.texts import N_
 
 NAV = [
     ("status", "/"),
@@ -93,8 +94,40 @@ async def read_form(request: Request) -> dict[str, str]:
     session = session_of(request)
     expected = session.csrf if session else request.cookies.get(PRE_SESSION_COOKIE, "")
     if not expected or not csrf_ok(expected, fields.get("csrf")):
-        raise HTTPException(403, "The form was stale or came from another site; reload the page.")
+        raise HTTPException(
+            403, N_("The form was stale or came from another site; reload the page.")
+        )
     return fields
+
+
+#: What an error page says when the error carries no sentence of its own.
+_ERROR_TEXTS = {
+    401: N_("Log in to the console first."),
+    403: N_("This action is not allowed."),
+    404: N_("There is no such page."),
+    405: N_("This page cannot be used that way."),
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Error pages in the reader's language, with the way back; JSON for the API."""
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
+    default = _ERROR_TEXTS.get(exc.status_code, N_("Something went wrong."))
+    detail = exc.detail if exc.detail and exc.detail in _KNOWN_DETAILS else default
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": detail}, exc.status_code, headers=exc.headers)
+    return render(request, "error.html", exc.status_code, message=gettext(request)(detail))
+
+
+#: HTTPException details that are catalog sentences (others, e.g. Starlette's "Not Found",
+#: are replaced by the status's own sentence).
+_KNOWN_DETAILS = frozenset(
+    {
+        N_("There is no such message."),
+        N_("The form was stale or came from another site; reload the page."),
+    }
+)
 
 
 def redirect(url: str) -> RedirectResponse:
