@@ -33,15 +33,18 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z.'-]*")
 
 
 def english_lines(text: str) -> list[str]:
-    """The lines of *text* that hold an English word and no Chinese character."""
+    """The lines of *text* that hold an English sentence: a line without a Chinese
+    character that holds an English word, or a run of two English words beside Chinese."""
     found = []
     for line in (raw.strip() for raw in text.splitlines()):
-        if not line or _CJK.search(line):
-            continue
         rest = line
         for pattern in _ALLOWED:
-            rest = pattern.sub(" ", rest)
-        words = [w.strip(".'-") for w in _WORD.findall(rest)]
-        if any(w and w not in NAMES for w in words):
-            found.append(line)
+            rest = pattern.sub(" | ", rest)
+        chinese = bool(_CJK.search(line))
+        for run in _CJK.sub(" | ", rest).split("|"):
+            words = [w.strip(".'-") for w in _WORD.findall(run)]
+            english = [w for w in words if w and w not in NAMES]
+            if len(english) >= (2 if chinese else 1):
+                found.append(line)
+                break
     return found

@@ -94,7 +94,7 @@ def test_sign_in_problems_render_in_the_readers_language() -> None:
 @pytest.mark.parametrize(
     ("stored", "chinese"),
     [
-        ("accepted from 10.0.0.7 for 2 recipient(s)", "已从 10.0.0.7 接收，收件人 2 个"),
+        ("accepted from 10.0.0.7 for 2 recipient(s)", "已从10.0.0.7接收，收件人 2 个"),
         ("sign-in needed", "需要登录 Microsoft"),
         ("held: sign-in needed", "已保留：需要登录 Microsoft"),
         ("retry requested", "已请求重试"),
@@ -107,6 +107,12 @@ def test_sign_in_problems_render_in_the_readers_language() -> None:
             "revoked.",
             "已保留：登录已过期或被撤销。保存的刷新令牌已过期或被撤销。",
         ),
+        (
+            "held: AADSTS50173 — Sign-in revoked. The stored refresh token has expired or was "
+            "revoked.",
+            "已保留：AADSTS50173 — 登录已被撤销。保存的刷新令牌已过期或被撤销。",
+        ),
+        ("accepted from console for 1 recipient(s)", "已从控制台接收，收件人 1 个"),
         ("something no catalog knows", "something no catalog knows"),
     ],
 )

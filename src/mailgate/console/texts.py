@@ -143,6 +143,8 @@ _SHAPES: list[tuple[re.Pattern[str], str]] = [
         N_("Message {id} from {sender} could not be delivered to {to}: {reply}"),
     ),
 ]
+#: The test send's client name (gateway: Incoming.client of the console).
+CONSOLE = N_("console")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 #: Groups that are addresses, numbers or server replies: shown as they are.
 _VERBATIM = frozenset({"client", "count", "id", "sender", "to", "reply", "until"})
@@ -157,6 +159,8 @@ def stored_text(text: str, gettext: Gettext) -> str:
                 key: value if key in _VERBATIM else _fragment(value, gettext)
                 for key, value in found.groupdict().items()
             }
+            if values.get("client") == "console":
+                values["client"] = gettext(CONSOLE)
             return fill(gettext(template), values)
     return _fragment(text, gettext)
 
@@ -166,15 +170,30 @@ def _fragment(text: str, gettext: Gettext) -> str:
     whole = gettext(text)
     if whole != text:
         return whole
-    parts = []
-    for sentence in _SENTENCE_END.split(text):
-        translated = gettext(sentence)
-        if translated == sentence and sentence.endswith("."):
-            bare = gettext(sentence[:-1])
-            translated = bare + _full_stop(gettext) if bare != sentence[:-1] else sentence
-        parts.append(translated)
+    parts = [_sentence(sentence, gettext) for sentence in _SENTENCE_END.split(text)]
     joiner = "" if gettext(FULL_STOP) != FULL_STOP else " "
     return joiner.join(parts)
+
+
+#: "AADSTS50173 — Sign-in revoked.", "550 5.7.60: ...": a code kept before a catalog text.
+_LEAD = re.compile(r"(?P<lead>\S+(?: \S+)? (?:—|-) |[^:]{1,40}: )(?P<rest>.+)", re.S)
+
+
+def _sentence(sentence: str, gettext: Gettext) -> str:
+    for lead, rest in [("", sentence), *_leads(sentence)]:
+        translated = gettext(rest)
+        if translated != rest:
+            return lead + translated
+        if rest.endswith("."):
+            bare = gettext(rest[:-1])
+            if bare != rest[:-1]:
+                return lead + bare + _full_stop(gettext)
+    return sentence
+
+
+def _leads(sentence: str) -> list[tuple[str, str]]:
+    found = _LEAD.fullmatch(sentence)
+    return [(found.group("lead"), found.group("rest"))] if found else []
 
 
 #: The sentence end of the reader's language ("。" in Chinese).
