@@ -53,19 +53,20 @@ def test_every_page_and_failure_in_chinese(
         _chinese_only(page, missing)
 
     # The sign-in's failure paths, each explained in Chinese.
-    failures = [
-        ({"user_declines": False}, "declined", lambda code: cloud.sign_in(code, JSMITH_UPN, False)),
-        ({"consent_required": "admin"}, "consent", lambda code: cloud.sign_in(code, JSMITH_UPN)),
-        (
-            {"consent_required": None, "conditional_access_block": True},
-            "policy",
-            lambda code: cloud.sign_in(code, JSMITH_UPN),
-        ),
-        (
-            {"conditional_access_block": False, "device_code_lifetime": 2},
-            "expired",
-            lambda code: None,
-        ),
+    def approve(code: str) -> None:
+        cloud.sign_in(code, JSMITH_UPN)
+
+    def decline(code: str) -> None:
+        cloud.sign_in(code, JSMITH_UPN, approve=False)
+
+    def wait(code: str) -> None:
+        """Nobody enters the code: it expires."""
+
+    failures: list[tuple[dict[str, object], str, Callable[[str], None]]] = [
+        ({}, "declined", decline),
+        ({"consent_required": "admin"}, "consent", approve),
+        ({"consent_required": None, "conditional_access_block": True}, "policy", approve),
+        ({"conditional_access_block": False, "device_code_lifetime": 2}, "expired", wait),
     ]
     for scenario, kind, act in failures:
         cloud.set_scenario(**scenario)
