@@ -56,6 +56,9 @@ async def signin_page(request: Request) -> Response:
     settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     oauth = settings.outbound.oauth if settings else None
     state = console.wizard.state.to_json(console.clock())
+    status = await asyncio.to_thread(console.status)
+    if state["status"] == "signed_in" and (status.get("needs_sign_in") or status["sign_in_needed"]):
+        state["status"] = "idle"  # that sign-in has died since: explain and start again
     problem = console.wizard.state.problem
     if problem is not None:
         title, explanation, todo = texts.problem_texts(problem, gettext(request))
@@ -65,6 +68,8 @@ async def signin_page(request: Request) -> Response:
         "signin.html",
         active="signin",
         w=state,
+        s=status,
+        held=status["queue"].get("held", 0),
         oauth=oauth,
         consent_url=oauth.admin_consent_url if oauth else None,
     )
@@ -72,11 +77,18 @@ async def signin_page(request: Request) -> Response:
 
 async def signin_start(request: Request) -> Response:
     console = console_of(request)
-    await read_form(request)
+    form = await read_form(request)
     settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     if settings is None or settings.outbound.oauth is None:
         return redirect("/smtp")
-    await console.wizard.start(settings)
+    gateway = console.gateway
+    account = await asyncio.to_thread(gateway.store.account)
+    previous = account.upn if account else None
+    # Held mail and a previous account: the page asked what a different account may do.
+    guarded = previous is not None and form.get("held_mail") != "send"
+    if guarded:
+        guarded = await gateway.run(ops.guard_held_mail, gateway, console.clock()) > 0
+    await console.wizard.start(settings, previous, guarded)
     return redirect("/signin")
 
 

@@ -90,6 +90,10 @@ _SHAPES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"signed in; released"), N_("signed in; released")),
     (re.compile(r"retry requested"), N_("retry requested")),
     (re.compile(r"sign-in needed"), N_("sign-in needed")),
+    (
+        re.compile(r"held until the signed-in account is confirmed"),
+        N_("held until the signed-in account is confirmed"),
+    ),
     (re.compile(r"held: (?P<why>.*)", re.S), N_("held: {why}")),
     (re.compile(r"deferred: (?P<why>.*)", re.S), N_("deferred: {why}")),
     (re.compile(r"failed: (?P<why>.*)", re.S), N_("failed: {why}")),

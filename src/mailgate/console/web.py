@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from mailgate import operations
 from mailgate.console import i18n
 from mailgate.console.security import PRE_SESSION_COOKIE, Session, csrf_ok
 from mailgate.console.state import Console
@@ -60,6 +61,9 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     session = session_of(request)
     pre, new_pre = _pre_session(request)
     page = i18n.environment(lang).get_template(template)
+    console = console_of(request)
+    # The status banner: what needs the admin, on every page once logged in.
+    banners = operations.attention(console.gateway, console.clock()) if session else []
     html = page.render(
         lang=lang,
         html_lang="zh-CN" if lang == "zh-cn" else "en",
@@ -69,6 +73,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         nav=NAV if session else [],
         path=request.url.path,
         request_saved=request.query_params.get("saved") == "1",
+        banners=banners,
         **context,
     )
     response = HTMLResponse(html, status)
