@@ -17,7 +17,7 @@ import mailgate.console
 from mailgate.config.store import Store
 from mailgate.console import i18n, texts
 from mailgate.identity.errors import classify
-from tests.console.conftest import Browser
+from tests.console.conftest import PASSWORD, SETUP_TOKEN, Browser, set_up
 
 
 @pytest.mark.parametrize(
@@ -119,3 +119,58 @@ def test_sign_in_problems_render_in_the_readers_language() -> None:
 def test_stored_lines_render_in_chinese(stored: str, chinese: str) -> None:
     assert texts.stored_text(stored, i18n.gettext_for("zh-cn").gettext) == chinese
     assert texts.stored_text(stored, i18n.gettext_for("en").gettext) == stored
+
+
+# -- first run -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("zh-CN,zh;q=0.9,en;q=0.8", "zh-cn"),
+        ("en-US,en;q=0.9,zh-CN;q=0.8", "en"),
+        ("fr-FR, zh;q=0.5", "zh-cn"),
+        ("en;q=0.2, zh-TW;q=0.7", "zh-cn"),
+        ("zh;q=0, de", None),
+        ("", None),
+    ],
+)
+def test_accept_language(header: str, language: str | None) -> None:
+    assert i18n.from_accept_language(header) == language
+
+
+async def test_a_chinese_browser_gets_chinese_and_the_switch_keeps_the_setup_token(
+    anonymous: Browser,
+) -> None:
+    page = await anonymous.get(
+        f"/setup?token={SETUP_TOKEN}", headers={"Accept-Language": "zh-CN,zh;q=0.9"}
+    )
+    assert 'lang="zh-CN"' in page.text
+    assert f'name="next" value="/setup?token={SETUP_TOKEN}"' in page.text
+    switched = await anonymous.post("/lang", {"lang": "en", "next": f"/setup?token={SETUP_TOKEN}"})
+    assert switched.headers["location"] == f"/setup?token={SETUP_TOKEN}"
+
+
+async def test_login_returns_to_the_page_asked_for(anonymous: Browser) -> None:
+    assert (await set_up(anonymous)).status_code == 303
+    await anonymous.get("/")
+    assert (await anonymous.post("/logout")).status_code == 303
+    asked = await anonymous.get("/queue?state=held")
+    assert asked.headers["location"] == "/login?next=%2Fqueue%3Fstate%3Dheld"
+    await anonymous.get(asked.headers["location"])
+    done = await anonymous.post("/login", {"password": PASSWORD, "next": "/queue?state=held"})
+    assert done.headers["location"] == "/queue?state=held"
+    # Only local paths: no open redirect.
+    await anonymous.get("/")
+    assert (await anonymous.post("/logout")).status_code == 303
+    await anonymous.get("/login")
+    elsewhere = await anonymous.post("/login", {"password": PASSWORD, "next": "//evil.example"})
+    assert elsewhere.headers["location"] == "/"
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(362, "362 B"), (4300, "4.2 KB"), (36700160, "35.0 MB"), (3 * 1024**3, "3.0 GB")],
+)
+def test_sizes_are_humanised(size: int, shown: str) -> None:
+    assert i18n.filesize(size) == shown

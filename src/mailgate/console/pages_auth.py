@@ -43,7 +43,7 @@ async def login_page(request: Request) -> Response:
         return render(request, "setup.html", token=request.query_params.get("token", ""))
     if session_of(request) is not None:
         return redirect("/")
-    return render(request, "login.html")
+    return render(request, "login.html", next=safe_next(request.query_params.get("next")))
 
 
 async def login_submit(request: Request) -> Response:
@@ -60,7 +60,7 @@ async def login_submit(request: Request) -> Response:
     # argon2 is slow on purpose: off the event loop.
     if await asyncio.to_thread(console.password.verify, form.get("password", "")):
         console.throttle.succeeded(client)
-        return _signed_in_response(request)
+        return _signed_in_response(request, safe_next(form.get("next")))
     console.throttle.failed(client, now)
     return render(request, "login.html", 401, error=_("Wrong password."))
 

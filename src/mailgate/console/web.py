@@ -44,6 +44,9 @@ def language(request: Request) -> str:
     chosen = request.cookies.get(i18n.LANGUAGE_COOKIE)
     if chosen:
         return i18n.normalize(chosen)
+    browser = i18n.from_accept_language(request.headers.get("accept-language", ""))
+    if browser:
+        return browser
     return i18n.normalize(str(console_of(request).store.values().get("console.language")))
 
 
@@ -72,6 +75,8 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         csrf=session.csrf if session else pre,
         nav=NAV if session else [],
         path=request.url.path,
+        # The language switch returns here, query included (the setup link's token).
+        full_path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         request_saved=request.query_params.get("saved") == "1",
         banners=banners,
         **context,
