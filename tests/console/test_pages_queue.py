@@ -77,3 +77,17 @@ async def test_test_send_refuses_header_injection(
     assert gateway.queue.messages() == []
     bad = await admin.api("PATCH", "/api/settings", {"sender.address": "a@b.test\r\nBcc: x@y.test"})
     assert bad.status_code == 400
+
+
+async def test_every_action_is_followed_by_a_flash(admin: Browser) -> None:
+    """The redirect after an action names it; the page it lands on says what happened."""
+    for done, text in [
+        ("test", "The test message is queued"),
+        ("hold", "The message is held"),
+        ("none", "Nothing changed"),
+        ("delete", "The message was deleted."),
+    ]:
+        page = await admin.get(f"/queue?done={done}")
+        assert 'id="flash"' in page.text, done
+        assert text in page.text, done
+    assert 'id="flash"' not in (await admin.get("/queue?done=bogus")).text

@@ -79,6 +79,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         full_path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         request_saved=request.query_params.get("saved") == "1",
         banners=banners,
+        flash=FLASHES.get(request.query_params.get("done", "")),
         **context,
     )
     response = HTMLResponse(html, status)
@@ -109,6 +110,16 @@ async def read_form(request: Request) -> dict[str, str]:
         )
     return fields
 
+
+#: The flash after an action (``?done=`` of the redirect that follows it): (class, text).
+FLASHES = {
+    "test": ("ok", N_("The test message is queued; this page shows how its delivery goes.")),
+    "retry": ("ok", N_("Retry requested: the message is due now.")),
+    "hold": ("ok", N_("The message is held; it is not sent until you release it.")),
+    "release": ("ok", N_("The message is released and queued for delivery.")),
+    "delete": ("ok", N_("The message was deleted.")),
+    "none": ("warn", N_("Nothing changed: that action does not fit the message's state.")),
+}
 
 #: What an error page says when the error carries no sentence of its own.
 _ERROR_TEXTS = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, ViewportSize, expect
 
 from mailgate.sim.server import SimulatorThread
 from tests.console.browser.browsing import (
@@ -22,8 +22,8 @@ from tests.gateway.e2e_helpers import Mailgate
 
 Shot = Callable[[Page, str], Path]
 PAGES = ["", "smtp", "signin", "device", "sender", "inbound", "queue", "events", "test", "settings"]
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1366, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1366, "height": 900}
 
 
 def test_pages_fit_a_phone_and_a_desktop(
