@@ -14,6 +14,7 @@ from mailgate.config.errors import ConfigError
 from mailgate.console import texts
 from mailgate.console.web import console_of, gettext, read_form, redirect, render
 from mailgate.gateway.queue import State
+from mailgate.gateway.queue_states import Move, can
 from mailgate.texts import N_
 
 
@@ -44,7 +45,21 @@ async def message_page(request: Request) -> Response:
     if info is None:
         raise HTTPException(404, N_("There is no such message."))
     history = await asyncio.to_thread(console.gateway.queue.history, message_id)
-    return render(request, "message.html", active="queue", m=info, history=history)
+    # Only the actions the state table allows for this message's state.
+    actions = [a for a, move in _MOVES.items() if can(move, info.state)]
+    confirm = request.query_params.get("confirm") == "delete" and "delete" in actions
+    return render(
+        request,
+        "message.html",
+        active="queue",
+        m=info,
+        history=history,
+        actions=actions,
+        confirm_delete=confirm,
+    )
+
+
+_MOVES = {"retry": Move.RETRY, "hold": Move.HOLD, "release": Move.RELEASE, "delete": Move.DELETE}
 
 
 async def message_action(request: Request) -> Response:
