@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/profile.py ingest    # 8 clients x 2 KB for 10 s
     .venv/bin/python bench/profile.py large     # 10 clients x 25 MB at once
-    .venv/bin/python bench/profile.py relay     # 8 clients x 2 KB, delivering (8 connections)
+    .venv/bin/python bench/profile.py relay     # 8 clients x 50 KB, delivering (8 connections)
 
 Prints the functions with the most samples (self and inclusive, all threads: the event
 loop and the queue's writer thread) and keeps the collapsed stacks (flame-graph input)
@@ -75,7 +75,8 @@ def main(load: str) -> int:
                 message = loadgen.make_message(25 * 1024 * 1024)
                 got = asyncio.run(loadgen.run_load("127.0.0.1", gate.port, 10, message, 0))
             else:
-                message = loadgen.make_message(2048, sender=sim.address)
+                size = 50 * 1024 if relay else 2048  # issue 20: 8 clients x 50 KB
+                message = loadgen.make_message(size, sender=sim.address)
                 seconds = duration - 2.0
                 got = asyncio.run(loadgen.run_load("127.0.0.1", gate.port, 8, message, seconds))
             recorder.wait()
