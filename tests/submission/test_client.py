@@ -456,3 +456,17 @@ async def test_without_pipelining_one_command_per_write(
         b"RCPT TO",
         b"DATA\r\n",
     ]
+
+
+async def test_a_failed_rset_after_a_refusal_drops_the_connection(
+    fake: FakeSmtp, trust: TrustConfig
+) -> None:
+    # After RSET fails the session's state is unknown; the connection must not be reused.
+    fake.script["RCPT"] = ["550 5.1.1 No such user"]
+    fake.script["RSET"] = ["451 4.3.0 Try again"]
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+        with pytest.raises(SubmissionError):
+            await client.send(UPN, ["a@x.com"], MESSAGE)
+        assert not client.connected

@@ -51,6 +51,10 @@ def test_size_limit(value: str, limit: int | None) -> None:
         (b"a\r\n..x\r\n", b"a\r\n...x\r\n.\r\n"),
         (b"", b".\r\n"),
         (b"x" * 5, b"xxxxx\r\n.\r\n"),
+        # The fast paths: every CR and LF paired, or not; a dot only at the very end.
+        (b"a\r\nb\n\rc", b"a\r\nb\r\n\r\nc\r\n.\r\n"),
+        (b"x\r\n\r\n.", b"x\r\n\r\n..\r\n.\r\n"),
+        (b"x.\r\ny.z\r\n", b"x.\r\ny.z\r\n.\r\n"),
     ],
 )
 def test_encode_data(data: bytes, wire: bytes) -> None:

@@ -489,9 +489,16 @@ class SubmissionClient:
         return reply
 
     async def _rset_quietly(self) -> None:
+        """End a failed transaction. If RSET does not come back 250 the session's state is
+        unknown (a late reply would be read as the next command's): drop the connection,
+        so a connected client is always between transactions (the delivery engine relies
+        on this to reuse a connection without another RSET)."""
         if self.connected:
+            reply: Reply | None = None
             with contextlib.suppress(OSError, TimeoutError, ReplyError):
-                await self._cmd("RSET")
+                reply = await self._cmd("RSET")
+            if reply is None or reply.code != 250:
+                await self._drop()
 
     def _refused(self, reply: Reply, stage: str, session: bool = False) -> SubmissionError:
         classification = classify(reply, self._context)
