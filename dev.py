@@ -76,6 +76,13 @@ SYSTEM_REQUIREMENTS = (
         path="/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
     ),
     Requirement(
+        "Dovecot 2.3's submission service, a second upstream (its 2.3 configuration syntax)",
+        ("dovecot-core", "dovecot-submissiond"),
+        check=("dovecot", "--version"),
+        expect=("2.3.",),
+        path="/usr/lib/dovecot/submission",
+    ),
+    Requirement(
         "unshare and mount (DNS and disk-full fault tests)",
         ("util-linux", "mount"),
         check=("unshare", "--version"),

@@ -22,7 +22,7 @@ from mailgate.service import Gateway, ListenOverride, ready_file_written
 async def main(data_dir: Path, connections: int, ready: Path) -> None:
     with Store.open(data_dir) as store:
         gateway = Gateway(store, store.settings(), ListenOverride("127.0.0.1", 0))
-        wide = dataclasses.replace(gateway._delivery_settings(), max_connections=connections)
+        wide = dataclasses.replace(gateway._delivery_settings(), connections=connections)
         gateway.engine = DeliveryEngine(
             gateway.queue, gateway.db, gateway._open_upstream, gateway._identity, wide
         )

@@ -17,7 +17,7 @@ from mailgate.cli import main
 from mailgate.config.errors import ConfigError, SecretKeyError
 from mailgate.config.model import AccountState
 from mailgate.config.store import Store, init_data_dir
-from mailgate.gateway.queue import QueueStore, State
+from mailgate.gateway.queue import Incoming, QueueStore, State
 from tests.bounds import HANG
 from tests.gateway.e2e_helpers import wait_until
 
@@ -39,7 +39,8 @@ def source(tmp_path: Path) -> Path:
         store.set("listener.port", "2526")
         queue = QueueStore(store.engine)
         ids = [
-            queue.accept("mfp@printer.local", ["a@fabrikam.com"], _body(i), NOW) for i in range(4)
+            queue.accept(Incoming("mfp@printer.local", ("a@fabrikam.com",), _body(i)), NOW)
+            for i in range(4)
         ]
         queue.hold(ids[1], NOW, "held by the administrator")
         (deferred,) = queue.claim(NOW, "old-host:/var/lib/mailgate", 900)
@@ -99,7 +100,9 @@ def test_backup_while_the_queue_is_written_is_consistent(source: Path, tmp_path:
         with Store.open(source) as store:
             queue = QueueStore(store.engine)
             while not stop.is_set() and len(accepted) < 2000:
-                accepted.append(queue.accept("d@p", ["a@f.com", "b@f.com"], _body(1), NOW))
+                accepted.append(
+                    queue.accept(Incoming("d@p", ("a@f.com", "b@f.com"), _body(1)), NOW)
+                )
 
     thread = threading.Thread(target=writer)
     thread.start()

@@ -27,7 +27,8 @@ def test_demo_signs_in_and_delivers(profile: str) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "/devicelogin" in out
+    assert "https://microsoft.com/devicelogin" in out  # what a device shows (per cloud)
+    assert "which the simulator plays at its own address: open" in out
     assert f"Signed in as {upn}" in out
     assert "A first message went device -> mailgate -> simulated Exchange" in out
     assert "deprecated" not in result.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from mailgate.db.migrate import upgrade
 from mailgate.gateway.queue import QueueStore
 from mailgate.logsetup import (
     EVENTS_LOGGER,
@@ -143,7 +144,7 @@ def test_configure_leaves_a_foreign_handler_alone() -> None:
 
 
 def test_every_stored_event_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    engine = create_engine("sqlite://")
+    engine = upgrade(create_engine("sqlite://"))
     queue = QueueStore(engine)
     with caplog.at_level(logging.INFO, logger=EVENTS_LOGGER):
         queue.add_event(1.0, "error", "auth_failed", "The sign-in needs renewing.", 12)

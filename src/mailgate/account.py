@@ -70,7 +70,8 @@ def device_sign_in(
 
 
 def sender_address(settings: Settings, account: AccountState | None) -> str | None:
-    """SPEC row 9/10: the configured sender address, else the account's primary address
+    """The configured sender address, else the account's primary address (the ID token's
+    `email`; the XOAUTH2 user stays the UPN, which may differ)
     (for provider `none`, the SMTP user name when it is an address)."""
     if settings.sender_address:
         return settings.sender_address
@@ -78,3 +79,21 @@ def sender_address(settings: Settings, account: AccountState | None) -> str | No
         return account.primary_address
     username = settings.outbound.username
     return username if username and "@" in username else None
+
+
+def missing_sender_advice(settings: Settings) -> str:
+    """What to do when :func:`sender_address` is None, for the CLI, the console and doctor.
+
+    With an OAuth provider the sign-in brings the address; with provider `none` nothing
+    does (unless the SMTP user name is an address): the setting must be made.
+    """
+    set_it = "`mailgate config set sender.address you@example.com` (console: Device details)"
+    if settings.outbound.oauth is None:
+        return (
+            "There is no sender address: the provider is `none`, so there is no signed-in "
+            f"account to send as. Set sender.address with {set_it}."
+        )
+    return (
+        "There is no sender address yet: sign in with `mailgate login` (the account's "
+        f"primary address becomes the sender address), or set sender.address with {set_it}."
+    )

@@ -25,12 +25,11 @@ stays apart the same way.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,12 +37,13 @@ from mailgate import __version__
 from mailgate.config.errors import ConfigError, SecretKeyError
 from mailgate.config.paths import DB_FILE, db_path, key_path
 from mailgate.config.secrets import ENV_SECRET_KEY, SecretBox, SecretKey, load_key, read_key_file
+from mailgate.db.writer import sqlite_file
+from mailgate.gateway.queue_states import ACTIVE_STATES
 
 #: meta rows that describe the backup file itself; restore removes them.
 BACKUP_META = ("backup_created_at", "backup_mailgate_version", "backup_source")
-_BUSY_TIMEOUT_MS = 10_000
-#: Queue states of mail not yet delivered (gateway/queue_schema.py ACTIVE_STATES).
-ACTIVE = ("queued", "deferred", "held", "sending")
+#: Queue states of mail not yet delivered.
+ACTIVE = tuple(state.value for state in ACTIVE_STATES)
 
 
 class BackupError(ConfigError):
@@ -67,17 +67,6 @@ class RestoreReport:
     held: int
     backup_created_at: float | None
     backup_version: str | None
-
-
-@contextlib.contextmanager
-def _connect(path: Path, uri_mode: str | None = None) -> Iterator[sqlite3.Connection]:
-    target = f"file:{path}?mode={uri_mode}" if uri_mode else str(path)
-    conn = sqlite3.connect(target, uri=uri_mode is not None, isolation_level=None)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        yield conn
-    finally:
-        conn.close()
 
 
 def _meta(conn: sqlite3.Connection) -> dict[str, str]:
@@ -133,7 +122,7 @@ def backup(data_dir: Path, target: Path, key_origin: str, now: float | None = No
 
 def _copy(source: Path, partial: Path, data_dir: Path, now: float) -> int:
     try:
-        with _connect(source) as src, _connect(partial) as dst:
+        with sqlite_file(source) as src, sqlite_file(partial) as dst:
             # One step (pages=-1): one read transaction, so one consistent snapshot.
             src.backup(dst, pages=-1)
             dst.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
@@ -167,7 +156,7 @@ def read_backup_meta(backup_file: Path) -> dict[str, str]:
     if not backup_file.is_file():
         raise BackupError(f"There is no file {backup_file}; check the name. Nothing was changed.")
     try:
-        with _connect(backup_file, "ro") as conn:
+        with sqlite_file(backup_file, "ro") as conn:
             meta = _meta(conn)
             if "key_check" not in meta:
                 raise not_a_backup
@@ -267,7 +256,7 @@ def _stage(
 
     staged = db_path(staging)
     os.close(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    with _connect(backup_file, "ro") as src, _connect(staged) as dst:
+    with sqlite_file(backup_file, "ro") as src, sqlite_file(staged) as dst:
         src.backup(dst, pages=-1)
         marks = ",".join("?" * len(BACKUP_META))
         dst.execute(f"DELETE FROM meta WHERE key IN ({marks})", BACKUP_META)  # noqa: S608
@@ -275,7 +264,7 @@ def _stage(
     opened_env = {**(os.environ if env is None else env), ENV_SECRET_KEY: _key_text(key)}
     with Store.open(staging, env=opened_env) as store:
         QueueStore(store.engine).resume_restored(time.time() if now is None else now)
-    with _connect(staged) as conn:
+    with sqlite_file(staged) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA journal_mode = DELETE")  # nothing left in a -wal to move
         return _pending(conn, ACTIVE), _pending(conn, ("held",))

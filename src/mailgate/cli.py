@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,9 +26,23 @@ from mailgate.commands.service import service_group
 from mailgate.commands.signin import login_command, logout_command, status_command
 from mailgate.config.commands import config_group, init_command
 from mailgate.config.paths import CliState
+from mailgate.errors import MailgateError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MailgateGroup(click.Group):
+    """The one place where an error a command raises meets the user: a MailgateError
+    becomes its sentence on stderr and its exit status (commands catch only what they
+    present themselves, as `send --json` does)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailgateError as error:
+            click.echo(f"Error: {error}", err=True)
+            sys.exit(error.exit_code)
+
+
+@click.group(cls=MailgateGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mailgate")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option(

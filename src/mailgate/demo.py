@@ -19,6 +19,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 import segno
@@ -56,10 +57,14 @@ def _sign_in(store: Store, sim: SimulatorThread, auto_approve: str | None) -> st
     flow = device_sign_in(store, store.settings())
     try:
         code = flow.start()
-        click.echo("\nmailgate signs in like the device in the manual. To approve it, open")
+        # A device shows Microsoft's address; the simulator answers that page on its own.
+        local = sim.idp_url + urlsplit(code.verification_uri).path
+        click.echo("\nmailgate signs in like the device in the manual. A device shows")
         click.echo(f"    {code.verification_uri}")
+        click.echo("which the simulator plays at its own address: open")
+        click.echo(f"    {local}")
         click.echo(f"and enter the code  {code.user_code}")
-        segno.make(code.verification_uri, error="l").terminal(compact=True)
+        segno.make(local, error="l").terminal(compact=True)
         click.echo(
             "The page is served with the simulator's own certificate: accept the browser's "
             "warning for this local address. Pick any account and approve."

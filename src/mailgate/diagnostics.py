@@ -22,11 +22,16 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from mailgate.account import sender_address
+from mailgate.account import missing_sender_advice, sender_address
 from mailgate.commands.common import duration, when
 from mailgate.config.model import OAuthConfig, Settings, TrustConfig
 from mailgate.config.presets import Security
-from mailgate.identity.errors import IdentityError, SignInProblem, classify, network_problem
+from mailgate.identity.errors import (
+    IdentityError,
+    SignInProblem,
+    classify,
+    network_problem,
+)
 from mailgate.identity.tokens import TokenManager
 from mailgate.submission.errors import SubmissionError
 from mailgate.trust import CaBundleError, ssl_context
@@ -438,6 +443,18 @@ def check_signed_in(name: str, store: Store, settings: Settings) -> CheckResult:
     return _pass(name, detail)
 
 
+def check_sender(name: str, store: Store, settings: Settings) -> CheckResult:
+    """Who mail goes out as; nobody, with provider `none` and no sender.address set."""
+    sender = sender_address(settings, store.account())
+    if sender is None:
+        return _fail(
+            name,
+            "There is no sender address: mail has no account to go out as.",
+            missing_sender_advice(settings),
+        )
+    return _pass(name, f"Mail goes out as {sender}.")
+
+
 async def check_refresh(name: str, tokens: TokenManager) -> CheckResult:
     """A forced refresh: proves the stored refresh token, consent and policies still work."""
     try:
@@ -452,7 +469,7 @@ async def check_refresh(name: str, tokens: TokenManager) -> CheckResult:
     )
 
 
-def _smtp_success(upstream: Upstream, greeting: str, offered: frozenset[str]) -> str:
+def _smtp_success(upstream: Upstream, greeting: str, mechanism: str | None) -> str:
     outbound = upstream.settings.outbound
     server = greeting.split()[0] if greeting.split() else str(outbound.server)
     steps = {
@@ -462,10 +479,9 @@ def _smtp_success(upstream: Upstream, greeting: str, offered: frozenset[str]) ->
     }[outbound.security]
     account = upstream.tokens.account() if upstream.tokens is not None else None
     if upstream.tokens is not None:
-        steps.append(f"AUTH XOAUTH2 as {account.upn if account else '?'}")
+        steps.append(f"AUTH {mechanism or 'XOAUTH2'} as {account.upn if account else '?'}")
     elif outbound.username:
-        mechanism = "PLAIN" if "PLAIN" in offered else "LOGIN"
-        steps.append(f"AUTH {mechanism} as {outbound.username}")
+        steps.append(f"AUTH {mechanism or 'PLAIN'} as {outbound.username}")
     else:
         steps.append("no AUTH (none configured, not needed to connect)")
     return (
@@ -497,7 +513,7 @@ async def check_smtp(name: str, upstream: Upstream) -> CheckResult:
         return _problem(name, exc.problem)
     try:
         greeting = client.greeting.detail if client.greeting is not None else ""
-        return _pass(name, _smtp_success(upstream, greeting, client.extensions.auth_mechanisms))
+        return _pass(name, _smtp_success(upstream, greeting, client.auth_mechanism))
     finally:
         await client.close()
 
@@ -507,8 +523,8 @@ SETTINGS = "settings"
 DNS_SMTP, DNS_SIGN_IN, DNS_PROXY = "dns.smtp", "dns.sign-in", "dns.proxy"
 TCP_SMTP, TCP_SIGN_IN, TCP_PROXY = "tcp.smtp", "tcp.sign-in", "tcp.proxy"
 TLS_SIGN_IN, CLOCK, METADATA = "tls.sign-in", "clock", "metadata"
-SIGNED_IN, REFRESH, SMTP = "signed-in", "token-refresh", "smtp"
+SIGNED_IN, SENDER, REFRESH, SMTP = "signed-in", "sender", "token-refresh", "smtp"
 #: The checks in report order, for a report that stops at the settings.
 ALL_CHECKS: tuple[str, ...] = (SETTINGS, DNS_SMTP, DNS_SIGN_IN, TCP_SMTP, TCP_SIGN_IN)
-ALL_CHECKS += (TLS_SIGN_IN, CLOCK, METADATA, SIGNED_IN, REFRESH, SMTP)
+ALL_CHECKS += (TLS_SIGN_IN, CLOCK, METADATA, SIGNED_IN, SENDER, REFRESH, SMTP)
 _NO_SIGN_IN = "Not run: the provider is `none`, which does not sign in to Microsoft."

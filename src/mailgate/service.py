@@ -19,17 +19,19 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailgate.account import sender_address, token_manager
 from mailgate.certs import ensure_self_signed
+from mailgate.config.errors import NotConfiguredError
 from mailgate.config.model import Settings
 from mailgate.config.store import Store
+from mailgate.db.writer import Writer
+from mailgate.errors import MailgateError
 from mailgate.gateway.delivery import (
-    DbRunner,
     DeliveryEngine,
     DeliverySettings,
     SenderIdentity,
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from mailgate.console.app import ConsoleServer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: How often to let the token manager keep the refresh token alive (it decides if due).
 KEEPALIVE_CHECK = 3600.0
@@ -73,7 +76,7 @@ class Gateway:
     override: ListenOverride = field(default_factory=ListenOverride)
     queue: QueueStore = field(init=False)
     devices: DeviceAccounts = field(init=False)
-    db: DbRunner = field(init=False)
+    db: Writer = field(init=False)
     tokens: TokenManager | None = field(init=False, default=None)
     listener: Listener = field(init=False)
     engine: DeliveryEngine = field(init=False)
@@ -86,7 +89,7 @@ class Gateway:
     def __post_init__(self) -> None:
         self.queue = QueueStore(self.store.engine)
         self.devices = DeviceAccounts(self.store.engine)
-        self.db = DbRunner()
+        self.db = Writer()
         self._started = self.settings
         self.tokens = self._make_tokens(self.settings)
         self.listener = self._make_listener()
@@ -137,24 +140,14 @@ class Gateway:
     def _delivery_settings(self) -> DeliverySettings:
         cfg = self.settings.delivery
         return DeliverySettings(
-            max_connections=cfg.connections,
+            connections=cfg.connections,
             limits=Limits(cfg.messages_per_minute, cfg.recipients_per_day),
             max_lifetime=cfg.max_queue_lifetime,
             policy=self.settings.sender_policy,
             remote_host=self.settings.outbound.server.host,
         )
 
-    async def _store_message(
-        self,
-        sender: str,
-        rcpts: list[str],
-        data: bytes,
-        client: str,
-        helo: str,
-        user: str | None,
-        subject: str,
-    ) -> int:
-        incoming = Incoming(sender, tuple(rcpts), data, client, helo, user, subject)
+    async def _store_message(self, incoming: Incoming) -> int:
         return await self.intake.store(incoming)
 
     async def _verify_device(self, username: str, password: str) -> bool:
@@ -179,10 +172,30 @@ class Gateway:
 
     async def _open_upstream(self) -> SubmissionClient:
         if not self.settings.configured:
-            raise RuntimeError("no provider is configured")  # _identity() holds mail first
+            raise NotConfiguredError(  # not met: _identity() holds mail first
+                "No provider is configured: choose one with `mailgate config provider` or on "
+                "the console's SMTP server page."
+            )
         account = await self.db(self.store.account)
         primary = account.primary_address if account is not None else None
         return await UpstreamSession(self.store, self.settings, self.tokens, primary).open()
+
+    # -- the console's handle (mailgate.operations.GatewayHandle) ---------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.db(fn, *args)
+
+    def wake(self) -> None:
+        self.engine.wake()
+
+    def sign_in_needed(self) -> bool:
+        return self.engine.signin_needed
+
+    def signed_in(self) -> None:
+        # A new sign-in (the console's wizard): drop the old access token and let mail held
+        # for the sign-in go now, instead of at the engine's next housekeeping pass.
+        if self.tokens is not None:
+            self.tokens.invalidate()
+        self.engine.wake()
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> list[tuple[str, int, bool]]:
@@ -259,7 +272,7 @@ def delivery_owner(data_dir: Path) -> str:
     return f"{socket.gethostname()}:{data_dir.resolve()}"
 
 
-class AlreadyServing(Exception):
+class AlreadyServing(MailgateError):
     """Another `mailgate serve` runs with this data directory."""
 
 

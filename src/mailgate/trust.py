@@ -1,6 +1,6 @@
 """Which servers mailgate trusts: the system roots plus the administrator's extra CA bundle.
 
-The extra bundle (SPEC.md row 3: TLS-inspecting proxies, the simulator's CA) is trusted
+The extra bundle (for TLS-inspecting proxies, and the simulator's CA) is trusted
 *in addition to* the system store, never instead of it, so pointing the setting at a
 proxy's CA cannot break the way to Microsoft. One module serves SMTP (an SSLContext) and
 HTTPS (a PEM file for requests, built in :mod:`mailgate.identity.http`).
@@ -12,11 +12,12 @@ import ssl
 from pathlib import Path
 
 from mailgate.config.model import TrustConfig
+from mailgate.errors import MailgateError
 
 _PEM_MARKER = b"-----BEGIN CERTIFICATE-----"
 
 
-class CaBundleError(ValueError):
+class CaBundleError(MailgateError, ValueError):
     """The extra CA bundle setting points to something unusable."""
 
 

@@ -17,7 +17,7 @@ from mailgate.submission.client import (
     XOAuth2Credentials,
 )
 from mailgate.submission.errors import SubmissionError
-from mailgate.submission.replies import ReplyKind
+from mailgate.submission.replies import token_may_be_stale
 
 log = logging.getLogger(__name__)
 
@@ -60,19 +60,25 @@ class Upstream:
         try:
             await client.authenticate(credentials)
         except SubmissionError as error:
-            # 535 5.7.3 with a token we thought valid: it may have been revoked or rotated
-            # elsewhere. One refresh and one more try; a second refusal is final.
+            # A 535 to a token we thought valid: it may have expired or been revoked on the
+            # server's side. Refresh once and try once more; a second refusal is final (hold).
             retry = (
                 self.tokens is not None
                 and isinstance(credentials, XOAuth2Credentials)
-                and error.kind is ReplyKind.AUTH
                 and error.reply is not None
-                and error.reply.enhanced == "5.7.3"
+                and token_may_be_stale(error.reply)
             )
             if not retry or self.tokens is None:
                 raise
-            log.info("Exchange refused the access token; refreshing it once")
+            log.info(
+                "%s refused the access token (%s); refreshing it once",
+                self.settings.outbound.server,
+                error.reply.enhanced if error.reply else "",
+            )
             # Name the refused token: if the refresh fails for a while (503, timeout), the
             # failure is temporary (mail deferred), not "sign in again" (mail held).
             token = await self.tokens.refresh(self._sent_token)
+            self._sent_token = token
+            if not client.connected:  # some servers hang up after a failed AUTH
+                await client.connect(self.settings.outbound, self.settings.trust)
             await client.authenticate(XOAuth2Credentials(token.upn, token.token))

@@ -7,7 +7,7 @@ through the store; the simulator's switches are reset before each test.
 
 A :class:`Transcript` keeps every output of every command and every token and device code
 the simulators issued; after each test none of those secrets may appear in any output or in
-any file of a data directory (SPEC row 14, issue 3 item 2).
+any file of a data directory (tokens encrypted at rest).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ ORDER = [
     "clock",
     "metadata",
     "signed-in",
+    "sender",
     "token-refresh",
     "smtp",
 ]
@@ -340,6 +341,7 @@ def test_provider_none_without_auth(sim: SimulatorThread, tmp_path: Path) -> Non
     ok(data_dir, "init")
     ok(data_dir, "config", "set", "smtp.server", f"127.0.0.1:{sim.smtp_port}")
     ok(data_dir, "config", "set", "network.ca_bundle", str(sim.ca_path))
+    ok(data_dir, "config", "set", "sender.address", "printer@example.org")
 
     code, checks, _ = doctor(data_dir)
 
@@ -348,9 +350,30 @@ def test_provider_none_without_auth(sim: SimulatorThread, tmp_path: Path) -> Non
     for name in ("dns.sign-in", "tcp.sign-in", "clock", "metadata", "signed-in", "token-refresh"):
         assert checks[name]["status"] == "skip"
         assert "provider is `none`" in checks[name]["detail"]
+    assert checks["sender"]["status"] == "pass"
+    assert checks["sender"]["detail"] == "Mail goes out as printer@example.org."
     smtp = checks["smtp"]
     assert smtp["status"] == "pass"
     assert "STARTTLS and no AUTH (none configured, not needed to connect)" in smtp["detail"]
+
+
+def test_provider_none_without_a_sender_address_says_to_set_it(
+    sim: SimulatorThread, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    ok(data_dir, "init")
+    ok(data_dir, "config", "set", "smtp.server", f"127.0.0.1:{sim.smtp_port}")
+    ok(data_dir, "config", "set", "network.ca_bundle", str(sim.ca_path))
+
+    code, checks, _ = doctor(data_dir)
+
+    assert code == 1
+    sender = checks["sender"]
+    assert sender["status"] == "fail"
+    assert "no account to go out as" in sender["detail"]
+    assert "`mailgate config set sender.address you@example.com`" in sender["fix"]
+    assert "provider is `none`" in sender["fix"]
+    assert checks["smtp"]["status"] == "pass"  # the rest still runs
 
 
 def test_uninitialised_data_dir_fails_settings_and_skips_the_rest(tmp_path: Path) -> None:

@@ -240,6 +240,20 @@ def test_allow_list_sends_as_a_listed_alias(cloud: SimulatorThread, configured: 
     assert "allow-list" in refused.stderr
 
 
+def test_access_token_expired_server_side_refreshes_once_and_sends(
+    cloud: SimulatorThread, signed_in: Cli
+) -> None:
+    # Exchange refuses the token mailgate still thinks good (535 5.7.3): one refresh, one
+    # more AUTH, delivered - no new sign-in, mail not held.
+    assert cloud.state.expire_access_tokens() >= 1
+    refreshes = cloud.state.counters.refresh_grants
+    failures = cloud.state.counters.smtp_auth_failure
+    result = signed_in.send("--to", "a@example.com")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert cloud.state.counters.refresh_grants == refreshes + 1
+    assert cloud.state.counters.smtp_auth_failure == failures + 1
+
+
 # -- temporary: exit 75 -----------------------------------------------------------------------
 
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
@@ -22,9 +25,11 @@ from typing import Any
 
 import pytest
 
+from mailgate.config.store import Store
+from mailgate.gateway.queue import Event, QueueStore
 from mailgate.sim.server import SimulatorThread
 from mailgate.sim.state import StoredMessage
-from tests.bounds import HANG
+from tests.bounds import HANG, SOCKET
 
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "0a1b2c3d-4e5f-4789-abcd-ef0123456789"
@@ -73,12 +78,19 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 @dataclass
 class Mailgate:
-    """`mailgate --data-dir DIR ...`."""
+    """`mailgate --data-dir DIR ...`, with extra global options and an optional command
+    prefix for `serve` (e.g. `unshare -m ...` to give it another /etc/resolv.conf)."""
 
     data_dir: Path
+    serve_prefix: list[str] = field(default_factory=list)
+    serve_options: list[str] = field(default_factory=list)
 
     def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "mailgate", "--data-dir", str(self.data_dir), *args]
+        argv = [sys.executable, "-m", "mailgate", "--data-dir", str(self.data_dir), *args]
+        if args and args[0] == "serve":
+            at = argv.index("serve")
+            return [*self.serve_prefix, *argv[:at], *self.serve_options, *argv[at:]]
+        return argv
 
     def run(self, *args: str, timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -250,6 +262,59 @@ def template(cloud: SimulatorThread, tmp_path_factory: pytest.TempPathFactory) -
     mailgate = Mailgate(tmp_path_factory.mktemp("template") / "data")
     mailgate.configure(cloud)
     return mailgate
+
+
+def signed_in_copy(template: Mailgate, sim: SimulatorThread, data_dir: Path) -> Mailgate:
+    """A copy of *template*'s data directory, signed in with the CLI as scanner@contoso.com."""
+    own = Mailgate(data_dir)
+    shutil.copytree(template.data_dir, own.data_dir, dirs_exist_ok=True)
+    own.login(sim)
+    return own
+
+
+@pytest.fixture
+def mailgate(template: Mailgate, sim: SimulatorThread, tmp_path: Path) -> Mailgate:
+    """This test's own data directory, signed in as scanner@contoso.com."""
+    return signed_in_copy(template, sim, tmp_path / "data")
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Serve]]:
+    """Serve processes a test started; any still running at the end are killed."""
+    started: list[Serve] = []
+    yield started
+    for serve in started:
+        if serve.process.poll() is None:
+            serve.kill()
+
+
+def start(mailgate: Mailgate, workdir: Path, servers: list[Serve]) -> Serve:
+    serve = Serve.start(mailgate, workdir)
+    servers.append(serve)
+    return serve
+
+
+def tokens(label: str, count: int) -> list[str]:
+    """Unique subjects for *count* messages of one test run."""
+    run = uuid.uuid4().hex[:8]
+    return [f"{label}-{run}-{i:03d}" for i in range(count)]
+
+
+def send_all(port: int, subjects: list[str], sender: str = DEVICE) -> None:
+    """Several messages over one connection; each DATA must get 250."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=SOCKET) as client:
+        client.ehlo("printer.local")
+        for subject in subjects:
+            client.sendmail(sender, ["someone@fabrikam.com"], mail(subject, sender))
+
+
+def events(mailgate: Mailgate) -> list[Event]:
+    with Store.open(mailgate.data_dir) as store:
+        return QueueStore(store.engine).events(1000)
+
+
+def event_kinds(mailgate: Mailgate) -> list[str]:
+    return [event.kind for event in events(mailgate)]
 
 
 @pytest.fixture

@@ -1,11 +1,17 @@
-"""What becomes of a message after each kind of upstream reply (SPEC.md reply texts)."""
+"""What becomes of a message after each kind of upstream reply (Exchange's reply texts)."""
 
 from __future__ import annotations
 
 import pytest
 
 from mailgate.gateway.decisions import QUOTA_RECHECK, THROTTLE_COOLDOWN, Fate, decide
-from mailgate.submission.replies import ReplyContext, classify, parse_reply
+from mailgate.submission.replies import (
+    Classification,
+    ReplyContext,
+    ReplyKind,
+    classify,
+    parse_reply,
+)
 
 DAY5 = 5 * 86400.0
 CTX = ReplyContext(upn="scanner@contoso.com")
@@ -89,3 +95,18 @@ def test_temporary_follows_the_backoff(failures: int, wait: float) -> None:
 def test_temporary_past_lifetime_fails() -> None:
     reply = parse_reply("451 4.4.0 try later")
     assert decide(classify(reply, CTX), 40, DAY5 + 1, 0.0, DAY5).fate is Fate.FAIL
+
+
+#: Which replies leave the upstream connection unusable: network faults, and replies after
+#: which Exchange closes or distrusts the session (4xx, authentication, throttling).
+_DROPS = {ReplyKind.NETWORK, ReplyKind.AUTH, ReplyKind.THROTTLED, ReplyKind.TEMPORARY}
+
+
+@pytest.mark.parametrize("kind", [k for k in ReplyKind if k is not ReplyKind.ACCEPTED])
+@pytest.mark.parametrize(("now", "why"), [(100.0, "in time"), (DAY5 + 1, "out of time")])
+def test_drop_connection_depends_on_the_reply_not_on_the_time_left(
+    kind: ReplyKind, now: float, why: str
+) -> None:
+    # The delivery engine closes the connection exactly when the decision says so.
+    decision = decide(Classification(kind, "s", "a"), 3, now, 0.0, DAY5)
+    assert decision.drop_connection is (kind in _DROPS), why

@@ -10,16 +10,20 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from mailgate.db.migrate import upgrade
+from mailgate.db.writer import Writer
 from mailgate.gateway.delivery import (
     SIGN_IN_HOLD,
-    DbRunner,
     DeliveryEngine,
     DeliverySettings,
     SenderIdentity,
-    Upstream,
+    UpstreamConnection,
 )
 from mailgate.gateway.headers import first_value
 from mailgate.gateway.queue import QueueStore, State
+from mailgate.gateway.queue_schema import Incoming
+from mailgate.identity.errors import TokenError
+from mailgate.identity.errors import classify as classify_identity
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError, SubmissionNetworkError
 from mailgate.submission.replies import Classification, Reply, ReplyKind, classify, parse_reply
@@ -109,7 +113,9 @@ class Harness:
     identity: list[SenderIdentity | None]
 
     def accept(self, rcpts: list[str] | None = None, sender: str = "mfp@printer.local") -> int:
-        mid = self.queue.accept(sender, rcpts or ["a@fabrikam.test"], DATA, self.clock())
+        mid = self.queue.accept(
+            Incoming(sender, tuple(rcpts or ["a@fabrikam.test"]), DATA), self.clock()
+        )
         self.engine.wake()
         return mid
 
@@ -122,16 +128,27 @@ class Harness:
     def states(self) -> dict[str, int]:
         return {k: v for k, v in self.queue.counts().items() if v}
 
+    async def engine_ran(self, passes: int = 2) -> None:
+        """Until the engine has been round its loop *passes* housekeeping intervals: the
+        fake clock moves only when its workers nap, so this is progress, not wall time."""
+        until = self.clock() + passes * self.engine.settings.housekeeping_interval
+        await self.until(lambda: self.clock() >= until)
+
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     clock = FakeClock()
     server = FakeServer(clock)
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
-    db = DbRunner()
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
+    db = Writer()
     identity: list[SenderIdentity | None] = [SenderIdentity(SENDER, generation=1.0)]
 
-    async def open_upstream() -> Upstream:
+    async def open_upstream() -> UpstreamConnection:
+        if server.script and server.script[0].startswith("refresh:"):
+            # A refusal of the token refresh: {"error", "error_codes"} as Microsoft sends.
+            error, code = server.script.pop(0).split(":")[1:]
+            body = {"error": error, "error_codes": [int(code)] if code else []}
+            raise TokenError(classify_identity(body))
         failure = server.next_failure("connect")
         if failure is not None:
             raise failure
@@ -202,13 +219,42 @@ async def test_more_than_500_recipients_are_split(harness: Harness) -> None:
     assert [len(s.rcpts) for s in harness.server.sent] == [500, 500, 201]
 
 
+@pytest.mark.parametrize(
+    ("script", "held", "words"),
+    [
+        ("refresh:invalid_client:7000218", True, "Allow public client flows"),
+        ("refresh:invalid_grant:53003", True, "Conditional Access"),
+        ("refresh:unauthorized_client:700016", True, "client ID"),
+        ("refresh:temporarily_unavailable:", False, "unavailable"),
+    ],
+)
+async def test_refresh_configuration_faults_hold_with_the_fix(
+    harness: Harness, script: str, held: bool, words: str
+) -> None:
+    harness.server.script = [script]
+    mid = harness.accept()
+    kind = "sign_in_needed" if held else "upstream_down"
+    await harness.until(lambda: any(e.kind == kind for e in harness.queue.events()))
+    info = harness.queue.get(mid)
+    assert info is not None
+    assert harness.engine.signin_needed is held
+    events = {e.kind: e.text for e in harness.queue.events()}
+    if held:
+        assert words in events["sign_in_needed"]
+        assert "upstream_down" not in events
+    else:
+        assert info.attempts == 1
+        assert words in events["upstream_down"]
+
+
 async def test_auth_failure_holds_everything_until_sign_in(harness: Harness) -> None:
     harness.server.script = ["connect:535 5.7.3 Authentication unsuccessful [BY1 2026 08DC]"]
     harness.accept()
-    await harness.until(lambda: harness.states().get("held") == 1)
+    await harness.until(lambda: [e.kind for e in harness.queue.events()] == ["sign_in_needed"])
+    assert harness.states() == {"held": 1}
     assert harness.engine.signin_needed
     second = harness.accept()
-    await asyncio.sleep(0.2)
+    await harness.engine_ran()
     info = harness.queue.get(second)
     assert info is not None
     assert info.state in (State.QUEUED, State.HELD)
@@ -226,7 +272,7 @@ async def test_manual_hold_survives_a_sign_in(harness: Harness) -> None:
     mid = harness.accept()
     harness.queue.hold(mid, harness.clock(), "held by the administrator")
     harness.engine.signin_needed = False
-    await asyncio.sleep(0.2)
+    await harness.engine_ran()
     info = harness.queue.get(mid)
     assert info is not None
     assert info.held_reason != SIGN_IN_HOLD
@@ -255,8 +301,9 @@ async def test_no_bounce_for_the_null_sender(harness: Harness) -> None:
     harness.server.script = ["send:552 5.3.4 Message size exceeds fixed maximum message size"]
     harness.accept(sender="")
     await harness.until(lambda: harness.states() == {"failed": 1})
-    await asyncio.sleep(0.1)
+    await harness.engine_ran()
     assert harness.server.sent == []
+    assert harness.states() == {"failed": 1}  # no report was queued either
 
 
 async def test_network_fault_defers_then_delivers(harness: Harness) -> None:
@@ -285,3 +332,12 @@ async def test_throttle_uses_one_connection(harness: Harness) -> None:
     assert before <= 3
     assert harness.server.max_open == 1
     assert "throttled" in [e.kind for e in harness.queue.events()]
+
+
+async def test_wake_from_another_thread_is_handed_to_the_loop(harness: Harness) -> None:
+    # asyncio.Event is not thread-safe; in debug mode asyncio raises when another thread
+    # schedules on the loop directly, which the console's worker threads used to do.
+    asyncio.get_running_loop().set_debug(True)
+    harness.queue.accept(Incoming("mfp@printer.local", ("a@fabrikam.test",), DATA), harness.clock())
+    await asyncio.to_thread(harness.engine.wake)
+    await harness.until(lambda: harness.states() == {"sent": 1})

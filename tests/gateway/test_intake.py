@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 
-from mailgate.gateway.delivery import DbRunner
+from mailgate.db.migrate import upgrade
+from mailgate.db.writer import Writer
 from mailgate.gateway.intake import Intake
 from mailgate.gateway.queue import Incoming, QueueStore
 
@@ -19,8 +20,8 @@ def incoming(i: int) -> Incoming:
 
 
 async def test_concurrent_messages_share_commits(tmp_path: Path) -> None:
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
-    runner = DbRunner()
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
+    runner = Writer()
     stored: list[int] = []
     intake = Intake(queue, runner, on_stored=lambda: stored.append(1))
     intake.start()
@@ -37,7 +38,7 @@ async def test_concurrent_messages_share_commits(tmp_path: Path) -> None:
 
 
 async def test_a_failed_commit_fails_every_message_of_it(tmp_path: Path) -> None:
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
 
     async def broken_db(fn: Any, *args: Any) -> Any:
         raise OSError(28, "No space left on device")
@@ -55,8 +56,8 @@ async def test_a_failed_commit_fails_every_message_of_it(tmp_path: Path) -> None
 
 
 async def test_lone_message_is_committed_at_once(tmp_path: Path) -> None:
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
-    runner = DbRunner()
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
+    runner = Writer()
     intake = Intake(queue, runner)
     intake.start()
     try:
@@ -70,8 +71,8 @@ async def test_lone_message_is_committed_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("count", [64, 65, 200])
 async def test_batches_are_capped(tmp_path: Path, count: int) -> None:
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
-    runner = DbRunner()
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
+    runner = Writer()
     intake = Intake(queue, runner)
     intake.start()
     try:
@@ -84,8 +85,8 @@ async def test_batches_are_capped(tmp_path: Path, count: int) -> None:
 
 
 async def test_refusals_are_reported_once_the_store_works_again(tmp_path: Path) -> None:
-    queue = QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
-    runner = DbRunner()
+    queue = QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
+    runner = Writer()
     broken = [True]
 
     async def flaky_db(fn: Any, *args: Any) -> Any:

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from mailgate.config.model import SenderPolicy
 from mailgate.gateway.policy import (
-    PolicyRefused,
     header_addresses,
     prepare,
     safe_display_name,
@@ -92,18 +91,6 @@ def test_allow_list(envelope: str, from_header: str, rewritten: bool) -> None:
     out = prepare(data, envelope, SenderPolicy.ALLOW_LIST, SENDER, allowed)
     assert (out.data != data) is rewritten
     assert (out.envelope_from == SENDER) is (rewritten or envelope == SENDER)
-
-
-def test_allow_list_can_refuse_unlisted() -> None:
-    with pytest.raises(PolicyRefused, match=r"sender\.allowed"):
-        prepare(
-            msg("From: x@y.test"),
-            "x@y.test",
-            SenderPolicy.ALLOW_LIST,
-            SENDER,
-            (),
-            refuse_unlisted=True,
-        )
 
 
 def test_pass_through_changes_nothing() -> None:

@@ -7,18 +7,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine
 
+from mailgate.db.migrate import upgrade
 from mailgate.gateway.queue import QueueStore, State
+from mailgate.gateway.queue_schema import Incoming
 
 DATA = b"From: a@x.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
 @pytest.fixture
 def queue(tmp_path: Path) -> QueueStore:
-    return QueueStore(create_engine(f"sqlite:///{tmp_path / 'q.db'}"))
+    return QueueStore(upgrade(create_engine(f"sqlite:///{tmp_path / 'q.db'}")))
 
 
 def test_accept_then_claim_then_sent(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", ["r1@y.test", "r2@y.test"], DATA, now=100.0, client="10.0.0.5")
+    mid = queue.accept(
+        Incoming("a@x.test", ("r1@y.test", "r2@y.test"), DATA, client="10.0.0.5"), 100.0
+    )
     assert queue.counts()["queued"] == 1
     assert queue.oldest_active() == 100.0
     claimed = queue.claim(now=100.0, owner="w1", lease=60, limit=5)
@@ -39,7 +43,7 @@ def test_accept_then_claim_then_sent(queue: QueueStore) -> None:
 
 
 def test_partial_recipients_keep_message_queued(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", [f"r{i}@y.test" for i in range(3)], DATA, now=0.0)
+    mid = queue.accept(Incoming("a@x.test", tuple(f"r{i}@y.test" for i in range(3)), DATA), 0.0)
     queue.claim(0.0, "w", 60)
     queue.recipients_done(mid, [("r0@y.test", "sent", "250")], 1.0)
     assert queue.finish(mid, 1.0, "250", "first part sent") is State.QUEUED
@@ -50,15 +54,15 @@ def test_partial_recipients_keep_message_queued(queue: QueueStore) -> None:
 
 
 def test_all_recipients_failed_is_failed(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    mid = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     queue.claim(0.0, "w", 60)
     queue.recipients_done(mid, [("r@y.test", "failed", "554 5.2.252")], 1.0)
     assert queue.finish(mid, 1.0, "554 5.2.252", "failed") is State.FAILED
 
 
 def test_release_by_reason_leaves_manual_holds(queue: QueueStore) -> None:
-    a = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
-    b = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    a = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
+    b = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     queue.hold(a, 1.0, "held by the administrator")
     queue.hold(b, 1.0, "sign-in needed")
     assert queue.release(None, 2.0, reason="sign-in needed") == 1
@@ -68,7 +72,7 @@ def test_release_by_reason_leaves_manual_holds(queue: QueueStore) -> None:
 
 
 def test_defer_waits_until_next_attempt(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    mid = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     queue.claim(0.0, "w", 60)
     queue.defer(mid, 0.0, next_at=60.0, reply="451 4.7.0 try later", note="deferred")
     assert queue.claim(59.0, "w", 60) == []
@@ -78,7 +82,7 @@ def test_defer_waits_until_next_attempt(queue: QueueStore) -> None:
 
 
 def test_crash_recovery_requeues_expired_leases(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    mid = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     queue.claim(0.0, "dead-gateway", 30)
     assert queue.recover(now=10.0) == 0
     assert queue.recover(now=31.0) == 1
@@ -86,15 +90,15 @@ def test_crash_recovery_requeues_expired_leases(queue: QueueStore) -> None:
 
 
 def test_release_owner_at_startup(queue: QueueStore) -> None:
-    queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     queue.claim(0.0, "gw-1", 300)
     assert queue.release_owner("gw-1", 1.0) == 1
     assert queue.counts()["queued"] == 1
 
 
 def test_hold_release_retry_delete(queue: QueueStore) -> None:
-    a = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
-    b = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    a = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
+    b = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     assert queue.hold(None, 1.0, "sign-in needed") == 2
     assert queue.claim(5.0, "w", 60) == []
     assert queue.release(a, 2.0) == 1
@@ -108,7 +112,7 @@ def test_hold_release_retry_delete(queue: QueueStore) -> None:
 
 
 def test_put_back_with_hold_reason(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", ["r@y.test"], DATA, now=0.0)
+    mid = queue.accept(Incoming("a@x.test", ("r@y.test",), DATA), 0.0)
     queue.claim(0.0, "w", 60)
     queue.put_back(mid, 1.0, "token refused", hold_reason="sign-in needed")
     info = queue.get(mid)
@@ -118,7 +122,7 @@ def test_put_back_with_hold_reason(queue: QueueStore) -> None:
 
 
 def test_recipients_sent_since_for_pacing(queue: QueueStore) -> None:
-    mid = queue.accept("a@x.test", ["r1@y.test", "r2@y.test"], DATA, now=0.0)
+    mid = queue.accept(Incoming("a@x.test", ("r1@y.test", "r2@y.test"), DATA), 0.0)
     queue.claim(0.0, "w", 60)
     queue.recipients_done(mid, [("r1@y.test", "sent", "250"), ("r2@y.test", "sent", "250")], 50.0)
     assert queue.recipients_sent_since(0.0) == [(50.0, 2)]
@@ -133,4 +137,16 @@ def test_events(queue: QueueStore) -> None:
 
 def test_accept_without_recipients_is_refused(queue: QueueStore) -> None:
     with pytest.raises(ValueError, match="recipient"):
-        queue.accept("a@x.test", [], DATA, now=0.0)
+        queue.accept(Incoming("a@x.test", (), DATA), 0.0)
+
+
+def test_accepted_is_a_counter_that_deleting_does_not_lower(queue: QueueStore) -> None:
+    from mailgate.console.metrics import QueueCollector
+
+    first = queue.accept(Incoming("a@x.test", ("b@y.test",), b"Subject: 1\r\n\r\nx\r\n"), 1.0)
+    queue.accept(Incoming("a@x.test", ("b@y.test",), b"Subject: 2\r\n\r\nx\r\n"), 2.0)
+    assert queue.delete(first)
+    assert queue.accepted_total() == 2
+    collector = QueueCollector(queue, store=None)  # type: ignore[arg-type]  # queue figures only
+    (family,) = [m for m in collector.queue_metrics() if m.name == "mailgate_messages_accepted"]
+    assert [s.value for s in family.samples if s.name.endswith("_total")] == [2.0]

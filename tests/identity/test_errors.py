@@ -7,7 +7,14 @@ from typing import Any
 import pytest
 
 from mailgate.config.model import OAuthConfig
-from mailgate.identity.errors import classify, first_line, network_problem, service_unavailable
+from mailgate.identity.errors import (
+    classify,
+    code_needs_sign_in,
+    first_line,
+    holds_mail,
+    network_problem,
+    service_unavailable,
+)
 
 OAUTH = OAuthConfig(
     login_host="login.partner.microsoftonline.cn",
@@ -394,3 +401,110 @@ def test_transport_problems_are_retryable() -> None:
     assert network_problem(ConnectionError("refused"), "h").retryable
     assert "CA bundle" in network_problem(OSError("certificate verify failed"), "h").what_to_do
     assert service_unavailable("HTTP 503", "h").retryable
+
+
+# -- issue 14: react to `error` first; configuration faults hold; catalog gaps -----------------
+@pytest.mark.parametrize("number", [70000, 65004, None])
+def test_a_declined_sign_in_is_declined_whatever_the_number(number: int | None) -> None:
+    # Microsoft: clients react to `error`; the AADSTS number seen with it varies.
+    body = reply(
+        "authorization_declined",
+        number,
+        "The request was denied because one or more scopes requested are unauthorized or "
+        "expired. The user must first sign in and grant the client application access to "
+        "the requested scope.",
+    )
+    problem = classify(body, OAUTH)
+    assert problem.title == "Sign-in declined"
+    assert "declined" in problem.explanation
+    assert "no longer valid" not in problem.title
+    assert problem.error == "authorization_declined"
+
+
+def test_invalid_grant_70000_is_still_a_dead_refresh_token() -> None:
+    problem = classify(reply("invalid_grant", 70000, "The provided grant is invalid."), OAUTH)
+    assert problem.title == "Sign-in no longer valid"
+    assert problem.needs_sign_in
+
+
+@pytest.mark.parametrize(
+    ("body", "hold"),
+    [
+        (reply("invalid_grant", 53003, "Access has been blocked by Conditional Access."), True),
+        (reply("invalid_client", 7000218, "The request body must contain ..."), True),
+        (reply("unauthorized_client", 700016, "Application ... was not found."), True),
+        (reply("invalid_grant", 50173, "The provided grant has expired."), True),
+        (reply("invalid_request", 12345, "Something new."), True),
+        (reply("temporarily_unavailable", None, "Try later."), False),
+        (reply("server_error", None, "Oops."), False),
+    ],
+)
+def test_holds_mail(body: dict[str, Any], hold: bool) -> None:
+    assert holds_mail(classify(body, OAUTH)) is hold
+
+
+def test_network_and_5xx_are_retried_not_held() -> None:
+    assert not holds_mail(network_problem(ConnectionError("refused"), "h"))
+    assert not holds_mail(service_unavailable("HTTP 503", "h"))
+
+
+def test_scope_of_another_cloud_names_both_clouds_and_the_right_scope() -> None:
+    worldwide = OAuthConfig(
+        "login.microsoftonline.com",
+        "common",
+        OAUTH.client_id,
+        "https://outlook.office365.us/SMTP.Send offline_access openid email",
+    )
+    body = reply(
+        "invalid_resource",
+        500011,
+        "The resource principal named https://outlook.office365.us was not found in the tenant "
+        "named Contoso. This can happen if the application has not been installed by the "
+        "administrator of the tenant or consented to by any user in the tenant. You might "
+        "have sent your authentication request to the wrong tenant.",
+    )
+    problem = classify(body, worldwide)
+    assert problem.code == "AADSTS500011"
+    assert problem.title == "Scope from another cloud"
+    assert "https://outlook.office365.us (the GCC High cloud's)" in problem.explanation
+    assert "login.microsoftonline.com (the worldwide cloud)" in problem.explanation
+    assert "https://outlook.office.com/SMTP.Send" in problem.what_to_do
+
+
+@pytest.mark.parametrize("parameter", ["scope", "client_id", "grant_type"])
+def test_missing_parameter_is_named(parameter: str) -> None:
+    body = reply(
+        "invalid_request",
+        900144,
+        f"The request body must contain the following parameter: '{parameter}'.",
+    )
+    problem = classify(body, OAUTH)
+    assert f"'{parameter}'" in problem.explanation
+    others = {"scope", "client_id", "grant_type"} - {parameter}
+    assert not any(f"'{other}'" in problem.explanation for other in others)
+
+
+@pytest.mark.parametrize(
+    ("code", "dead"),
+    [
+        # The refresh token is gone: expired by inactivity, revoked, or not ours any more.
+        ("AADSTS700082", True),
+        ("AADSTS50173", True),
+        ("AADSTS70008", True),
+        ("AADSTS70000", True),
+        # Sign-in needs the person again (MFA, a disabled account, consent withdrawn).
+        ("AADSTS50076", True),
+        ("AADSTS50057", True),
+        ("AADSTS65001", True),
+        ("not_signed_in", True),
+        ("expired_token", True),
+        # Worth retrying as it is: nothing for a person to do.
+        ("AADSTS70016", False),
+        ("network", False),
+        ("service_unavailable", False),
+        ("AADSTS99999", False),  # unknown numbers are not guessed at
+        (None, False),
+    ],
+)
+def test_code_needs_sign_in_follows_the_catalog(code: str | None, dead: bool) -> None:
+    assert code_needs_sign_in(code) is dead

@@ -31,20 +31,16 @@ from tests.gateway.e2e_helpers import (
     Serve,
     assert_delivered_once,
     delivered_by_subject,
-    mail,
-    wait_delivered,
-    wait_until,
-)
-from tests.reliability.fixtures import (
-    Wrapped,
-    assert_quiet,
     events,
-    measure_quiet,
+    mail,
     send_all,
     signed_in_copy,
     start,
     tokens,
+    wait_delivered,
+    wait_until,
 )
+from tests.reliability.fixtures import assert_quiet, measure_quiet
 
 DELIVERY_TIMEOUT = HANG
 
@@ -209,7 +205,7 @@ def provider(mailgate: Mailgate, sim: SimulatorThread, server: str) -> None:
 
 
 def test_dns_failure_defers_and_recovers_when_the_name_is_fixed(
-    mailgate: Wrapped,
+    mailgate: Mailgate,
     sim: SimulatorThread,
     tmp_path: Path,
     servers: list[Serve],

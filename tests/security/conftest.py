@@ -1,6 +1,5 @@
 """Fixtures of the security tests (from tests/reliability)."""
 
-from tests.gateway.e2e_helpers import cloud, sim, template
-from tests.reliability.fixtures import mailgate, servers
+from tests.gateway.e2e_helpers import cloud, mailgate, servers, sim, template
 
 __all__ = ["cloud", "mailgate", "servers", "sim", "template"]

@@ -28,9 +28,11 @@ from tests.gateway.e2e_helpers import (
     Serve,
     environment,
     mail,
+    send_all,
+    start,
+    tokens,
     wait_delivered,
 )
-from tests.reliability.fixtures import Wrapped, send_all, start, tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +81,7 @@ def test_auth_is_offered_only_after_starttls_unless_configured(
 
 
 def test_tokens_never_reach_the_log_or_the_disk_in_the_clear(
-    mailgate: Wrapped, sim: SimulatorThread, tmp_path: Path, servers: list[Serve]
+    mailgate: Mailgate, sim: SimulatorThread, tmp_path: Path, servers: list[Serve]
 ) -> None:
     mailgate.serve_options = ["-vv"]  # debug logging: the most a log can say
     serve = start(mailgate, tmp_path, servers)

@@ -98,7 +98,8 @@ def aadsts(
     response: httpx.Response, error: str, code: int, host: str = "login.microsoftonline.com"
 ) -> dict[str, Any]:
     """Check Microsoft's error JSON shape; return the body for further checks."""
-    assert response.status_code == 400, response.text
+    # RFC 6749 section 5.2: 400, or 401 for invalid_client (7000218), as Microsoft does.
+    assert response.status_code == (401 if error == "invalid_client" else 400), response.text
     assert response.headers["cache-control"] == "no-store, no-cache"
     body: dict[str, Any] = response.json()
     assert body["error"] == error
@@ -201,11 +202,11 @@ async def test_devicecode_answers_like_microsoft(idp: Idp) -> None:
         "interval",
         "message",
     }
-    assert flow["verification_uri"] == f"{BASE}/devicelogin"
+    assert flow["verification_uri"] == "https://microsoft.com/devicelogin"
     assert (flow["expires_in"], flow["interval"]) == (900, 5)
     assert re.fullmatch(r"[A-Z0-9]{9}", flow["user_code"])
     assert flow["message"] == (
-        f"To sign in, use a web browser to open the page {BASE}/devicelogin "
+        "To sign in, use a web browser to open the page https://microsoft.com/devicelogin "
         f"and enter the code {flow['user_code']} to authenticate."
     )
     assert idp.state.counters.devicecode_requests == 1
@@ -216,7 +217,7 @@ async def test_21vianet_uses_deviceloginchina_and_its_own_resource() -> None:
     async with opened.http as http:
         response = await opened.devicecode(scope="https://partner.outlook.cn/SMTP.Send openid")
         flow = response.json()
-        assert flow["verification_uri"] == f"{BASE}/deviceloginchina"
+        assert flow["verification_uri"] == "https://microsoft.com/deviceloginchina"
         assert (await http.get("/deviceloginchina")).status_code == 200
         global_scope = await opened.devicecode(scope=FULL_SCOPE)
         body = aadsts(global_scope, "invalid_scope", 70011, host="login.partner.microsoftonline.cn")
@@ -266,7 +267,7 @@ async def test_declined_expired_and_unknown_codes(idp: Idp) -> None:
     declined = await idp.start()
     outcome = sign_in(idp.state, declined["user_code"], UPN, approve=False)
     assert not outcome.ok
-    aadsts(await idp.poll(declined), "authorization_declined", 65004)
+    aadsts(await idp.poll(declined), "authorization_declined", 70000)
 
     expired = await idp.start()
     idp.clock.now += 901
@@ -286,7 +287,7 @@ async def test_user_declines_switch_turns_approval_into_decline(idp: Idp) -> Non
     idp.state.set_scenario(user_declines=True)
     flow = await idp.start()
     assert not sign_in(idp.state, flow["user_code"], UPN, approve=True).ok
-    aadsts(await idp.poll(flow), "authorization_declined", 65004)
+    aadsts(await idp.poll(flow), "authorization_declined", 70000)
 
 
 async def test_unknown_account_leaves_the_code_pending(idp: Idp) -> None:
@@ -408,7 +409,7 @@ async def test_token_response(idp: Idp) -> None:
     assert claims["tid"] == "72f988bf-86f1-41af-91ab-2d7cd011db47"
     assert claims["oid"] == mailbox.object_id
     assert claims["preferred_username"] == "jsmith@contoso.onmicrosoft.com"
-    # The primary address, not the UPN: the manual's "device e-mail address" (SPEC row 9).
+    # The primary address, not the UPN: the manual's "device e-mail address" (the ID token's `email` claim).
     assert claims["email"] == "john.smith@contoso.com"
     assert claims["name"] == "John Smith"
     assert {"iss", "sub", "iat", "exp"} <= set(claims)
@@ -541,7 +542,7 @@ async def test_devicelogin_pages(idp: Idp) -> None:
 async def test_cancel_on_the_page_declines(idp: Idp) -> None:
     flow = await idp.start()
     await idp.http.post("/devicelogin", data={"otc": flow["user_code"], "action": "decline"})
-    aadsts(await idp.poll(flow), "authorization_declined", 65004)
+    aadsts(await idp.poll(flow), "authorization_declined", 70000)
 
 
 async def test_admin_consent_lifts_the_consent_requirement(idp: Idp) -> None:
@@ -574,3 +575,58 @@ async def test_admin_consent_rejects_a_mistyped_client_id(idp: Idp) -> None:
     page = await idp.http.get("/common/adminconsent?client_id=2f7e4c9a-8b1d-4e3f-9a6c-5d0b1e2f3a4")
     assert page.status_code == 400
     assert "AADSTS700016: Application with identifier" in page.text
+
+
+# -- issue 14: where the simulator differed from Microsoft --------------------------------------
+async def test_declined_poll_is_microsofts_70000_with_authorization_declined(idp: Idp) -> None:
+    flow = await idp.start()
+    sign_in(idp.state, flow["user_code"], UPN, approve=False)
+    body = aadsts(await idp.poll(flow), "authorization_declined", 70000)
+    assert body["error_description"].startswith(
+        "AADSTS70000: The request was denied because one or more scopes requested are "
+        "unauthorized or expired."
+    )
+
+
+async def test_public_client_flows_turned_off_after_sign_in_refuses_the_refresh(
+    idp: Idp,
+) -> None:
+    refresh_token = (await idp.sign_in_tokens())["refresh_token"]
+    idp.state.set_scenario(public_client_disabled=True)
+    response = await idp.refresh(refresh_token)
+    assert response.status_code == 401  # RFC 6749 section 5.2: invalid_client
+    aadsts(response, "invalid_client", 7000218)
+
+
+@pytest.mark.parametrize(
+    ("profile", "accepted"),
+    [("global", True), ("consumers", False), ("21vianet", False), ("gcc-high", False)],
+)
+async def test_outlook_office365_com_scope_only_in_the_worldwide_cloud(
+    profile: str, accepted: bool
+) -> None:
+    scope = "https://outlook.office365.com/SMTP.Send offline_access openid email"
+    opened = open_idp(profile)
+    async with opened.http:
+        response = await opened.devicecode(opened.state.profile.default_tenant, scope=scope)
+    if accepted:
+        assert response.status_code == 200, response.text
+    else:
+        aadsts(response, "invalid_scope", 70011, opened.state.profile.login_host)
+
+
+@pytest.mark.parametrize(
+    ("profile", "uri"),
+    [
+        ("global", "https://microsoft.com/devicelogin"),
+        ("21vianet", "https://microsoft.com/deviceloginchina"),
+        ("gcc-high", "https://microsoft.com/deviceloginus"),
+        ("consumers", "https://www.microsoft.com/link"),
+    ],
+)
+async def test_each_cloud_has_its_verification_page(profile: str, uri: str) -> None:
+    opened = open_idp(profile)
+    assert opened.state.profile.verification_uri == uri
+    async with opened.http:
+        path = uri.split(".com", 1)[1]
+        assert (await opened.http.get(path)).status_code == 200

@@ -122,7 +122,7 @@ def scopes(server: RunningIdp) -> list[str]:
 
 def start_flow(app: Any, server: RunningIdp) -> dict[str, Any]:
     flow: dict[str, Any] = app.initiate_device_flow(scopes=scopes(server))
-    assert flow["verification_uri"] == server.base + server.state.profile.devicelogin_path
+    assert flow["verification_uri"] == server.state.profile.verification_uri
     flow["expires_at"] = time.time() + 20  # bound the wait if nobody approves
     return flow
 
@@ -189,7 +189,7 @@ def test_declined_device_flow(idp_server: RunningIdp) -> None:
     sign_in(idp_server.state, flow["user_code"], idp_server.upn, approve=False)
     result = app.acquire_token_by_device_flow(flow)
     assert result["error"] == "authorization_declined"
-    assert result["error_codes"] == [65004]
+    assert result["error_codes"] == [70000]
 
 
 def test_failed_silent_refresh_asks_microsoft_for_aliases(idp_server: RunningIdp) -> None:

@@ -316,6 +316,28 @@ async def test_bad_tokens(
     await client.close()
 
 
+@pytest.mark.parametrize(
+    "user", ["scanner@contoso.com", "SCAN@contoso.com", "scan@contoso.com"]
+)  # UPN (= primary address here) and an alias, any case
+async def test_user_may_be_any_address_of_the_mailbox(
+    server: ExchangeSmtpServer, client_tls: ssl.SSLContext, user: str
+) -> None:
+    client = await tls_session(server, client_tls)
+    reply = await client.cmd("AUTH XOAUTH2 " + xoauth2(user, token_for(server.state)))
+    assert reply == "235 2.7.0 Authentication successful"
+    await client.close()
+
+
+async def test_worldwide_takes_the_office365_com_resource_too(
+    server: ExchangeSmtpServer, client_tls: ssl.SSLContext
+) -> None:
+    token = token_for(server.state, scopes=["https://outlook.office365.com/SMTP.Send"])
+    client = await tls_session(server, client_tls)
+    reply = await client.cmd("AUTH XOAUTH2 " + xoauth2(SCANNER, token))
+    assert reply == "235 2.7.0 Authentication successful"
+    await client.close()
+
+
 async def test_disabled_account_is_refused(
     server: ExchangeSmtpServer, client_tls: ssl.SSLContext
 ) -> None:

@@ -1,4 +1,4 @@
-"""Reply texts of SPEC.md that the simulator sends only under a scenario switch."""
+"""Exchange reply texts that the simulator sends only under a scenario switch."""
 
 from __future__ import annotations
 

@@ -162,10 +162,14 @@ class _Session:
         if mechanism.upper() == "PLAIN":
             _, user, password = decoded.split("\0")
             ok = self.fake.passwords.get(user) == password
-        elif mechanism.upper() == "XOAUTH2":
-            fields = dict(p.split("=", 1) for p in decoded.split("\x01") if p)
+        elif mechanism.upper() in {"XOAUTH2", "OAUTHBEARER"}:
+            gs2, _, rest = decoded.partition("\x01")
+            if mechanism.upper() == "XOAUTH2":
+                rest = decoded
+            fields = dict(p.split("=", 1) for p in rest.split("\x01") if p)
+            user = fields.get("user") or gs2.partition(",a=")[2].rstrip(",")
             token = fields.get("auth", "").removeprefix("Bearer ")
-            ok = self.fake.tokens.get(token) == fields.get("user")
+            ok = self.fake.tokens.get(token) == user
             if not ok and self.fake.error_challenge is not None:
                 await self.send(f"334 {self.fake.error_challenge}")
                 await self.read_line()

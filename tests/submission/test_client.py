@@ -90,32 +90,68 @@ async def test_starttls_xoauth2_send_with_progress(fake: FakeSmtp, trust: TrustC
     assert seen[-1] == (len(wire), len(wire))
     assert [s for s, _ in seen] == sorted(s for s, _ in seen)
     assert len(seen) > 3
-    # Exchange takes long lines: one line, no 334 step.
-    auth = [line for line in fake.lines if line.startswith("AUTH")]
-    assert len(auth) == 1
-    assert len(auth[0]) > 2000
+    # RFC 4954 section 4: a 2 KB token never goes on the AUTH line, even to Exchange.
+    assert [line for line in fake.lines if line.startswith("AUTH")] == ["AUTH XOAUTH2"]
+    assert max(len(line) + 2 for line in fake.lines if not line.startswith("Subject")) > 2000
     assert fake.lines[-1] == "QUIT"
     assert any(line.startswith("MAIL FROM:<scanner@contoso.com> SIZE=") for line in fake.lines)
 
 
-async def test_line_too_long_falls_back_to_two_steps(fake: FakeSmtp, trust: TrustConfig) -> None:
-    fake.max_line = 1030  # Dovecot
-    async with SubmissionClient() as client:
-        await client.connect(outbound(fake.port), trust)
-        reply = await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
-    assert reply.code == 235
-    auth = [line for line in fake.lines if line.startswith("AUTH")]
-    assert auth[0].startswith("AUTH XOAUTH2 ")
-    assert auth[1] == "AUTH XOAUTH2"
-
-
-async def test_non_microsoft_server_gets_two_steps_at_once(
+async def test_a_strict_server_never_sees_a_long_command_line(
     fake: FakeSmtp, trust: TrustConfig
 ) -> None:
-    async with SubmissionClient(long_auth_lines=False) as client:
+    fake.max_line = 1030  # Dovecot
+    async with SubmissionClient() as client:
+        for _ in range(2):  # every new connection, not only after a refusal
+            await client.connect(outbound(fake.port), trust)
+            reply = await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+            assert reply.code == 235
+            await client.send(UPN, ["a@example.com"], MESSAGE)
+    assert [line for line in fake.lines if line.startswith("AUTH")] == ["AUTH XOAUTH2"] * 2
+    commands = [line for line in fake.lines if len(line) > 200]
+    # Only the SASL responses after "334" are long (not command lines, RFC 4954 section 4).
+    assert len(commands) == 2
+    assert all(not line.startswith("AUTH") for line in commands)
+    assert len(fake.messages) == 2
+
+
+async def test_short_token_stays_on_one_line(fake: FakeSmtp, trust: TrustConfig) -> None:
+    fake.tokens = {"short": UPN}
+    async with SubmissionClient() as client:
         await client.connect(outbound(fake.port), trust)
-        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
-    assert [line for line in fake.lines if line.startswith("AUTH")] == ["AUTH XOAUTH2"]
+        await client.authenticate(XOAuth2Credentials(UPN, "short"))
+    auth = [line for line in fake.lines if line.startswith("AUTH")]
+    assert len(auth) == 1
+    assert auth[0].startswith("AUTH XOAUTH2 ")
+
+
+async def test_oauthbearer_when_xoauth2_is_not_offered(fake: FakeSmtp, trust: TrustConfig) -> None:
+    fake.ehlo_keywords_tls = ["AUTH PLAIN OAUTHBEARER", "8BITMIME"]
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        assert (await client.authenticate(XOAuth2Credentials(UPN, TOKEN))).code == 235
+        assert client.auth_mechanism == "OAUTHBEARER"  # what doctor reports
+    assert [line for line in fake.lines if line.startswith("AUTH")] == ["AUTH OAUTHBEARER"]
+    response = fake.lines[fake.lines.index("AUTH OAUTHBEARER") + 1]
+    decoded = base64.b64decode(response).decode()
+    assert decoded == (
+        f"n,a={UPN},\x01host=127.0.0.1\x01port={fake.port}\x01auth=Bearer {TOKEN}\x01\x01"
+    )
+
+
+async def test_oauthbearer_error_challenge_is_acknowledged_with_ctrl_a(
+    fake: FakeSmtp, trust: TrustConfig
+) -> None:
+    fake.ehlo_keywords_tls = ["AUTH OAUTHBEARER"]
+    fake.error_challenge = base64.b64encode(b'{"status":"invalid_token"}').decode()
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        with pytest.raises(SubmissionError) as info:
+            await client.authenticate(XOAuth2Credentials(UPN, "bad"))
+    assert info.value.challenge == {"status": "invalid_token"}
+    # RFC 7628 section 3.2.3: the client's answer to the error challenge is a single %x01.
+    auth = next(i for i, line in enumerate(fake.lines) if line.startswith("AUTH OAUTHBEARER "))
+    assert fake.lines[auth + 1] == "AQ=="
 
 
 async def test_error_challenge_then_535_without_leaking_the_token(
@@ -140,7 +176,7 @@ async def test_error_challenge_then_535_without_leaking_the_token(
     assert "SECRET" not in repr(err.args)
     assert "SECRET" not in repr(XOAuth2Credentials(UPN, bad))
     i = fake.lines.index(next(x for x in fake.lines if x.startswith("AUTH")))
-    assert fake.lines[i + 1] == ""  # the empty answer to the 334 challenge
+    assert fake.lines[i + 2] == ""  # after the response, the empty answer to the 334 challenge
 
 
 async def test_implicit_tls_with_plain(certs: CertificateFiles, trust: TrustConfig) -> None:

@@ -10,7 +10,9 @@ from mailgate.submission.replies import (
     ReplyKind,
     ReplyReader,
     classify,
+    enhanced_status,
     parse_reply,
+    token_may_be_stale,
 )
 
 CTX = ReplyContext(
@@ -20,7 +22,8 @@ CTX = ReplyContext(
 )
 SUFFIX = "[BY1PR10CA0041.namprd10.prod.outlook.com 2026-06-01T12:00:00.000Z 08DC2D372B4C3DED]"
 
-# SPEC.md "How Microsoft behaves", word for word, plus neighbours; (reply, kind, enhanced).
+# Exchange's replies as real clients see them, word for word, plus neighbours; (reply, kind,
+# enhanced).
 EXCHANGE_REPLIES: list[tuple[str, ReplyKind, str | None]] = [
     ("235 2.7.0 Authentication successful", ReplyKind.ACCEPTED, "2.7.0"),
     (
@@ -259,3 +262,48 @@ def test_enhanced_status_code(first_line: str, enhanced: str | None, detail: str
     reply = Reply(550, (first_line,))
     assert reply.enhanced == enhanced
     assert reply.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("text", "refresh"),
+    [
+        ("535 5.7.3 Authentication unsuccessful [BY1 2026-06-01T12:00:00.000Z 08DC]", True),
+        ("535 5.7.8 Authentication failed.", True),  # Dovecot
+        ("535 Authentication failed", True),  # no enhanced code
+        ("535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled", False),
+        ("534 5.7.9 Please log in with your web browser", False),
+        ("530 5.7.57 Client not authenticated to send mail.", False),
+        ("454 4.7.0 Temporary authentication failure", False),
+        ("235 2.7.0 Authentication successful", False),
+    ],
+)
+def test_token_may_be_stale(text: str, refresh: bool) -> None:
+    assert token_may_be_stale(parse_reply(text)) is refresh
+
+
+def test_a_generic_535_does_not_blame_exchange() -> None:
+    ctx = ReplyContext(upn="scanner@example.org", server="mail.example.org:587")
+    explained = str(classify(parse_reply("535 5.7.8 Authentication failed."), ctx))
+    assert "Exchange refused" not in explained
+    assert "mail.example.org:587 refused the sign-in token for scanner@example.org" in explained
+    assert "535 5.7.8" in explained
+    assert "mailgate login" in explained
+
+
+@pytest.mark.parametrize(
+    ("stored", "enhanced"),
+    [
+        ("554 5.2.252 SendAsDenied; scanner@contoso.com not allowed to send as x", "5.2.252"),
+        ("550 5.7.1 refused\n550 second line", "5.7.1"),  # str(Reply) of a multi-line reply
+        ("451 4.4.0 try later", "4.4.0"),
+        ("250 2.0.0 OK", "2.0.0"),
+        ("550 refused without an enhanced code", None),
+        ("550 5.7.1; glued to a semicolon", None),
+        ("network error", None),  # what a network fault leaves
+        ("AADSTS700082", None),  # a sign-in problem's code
+        ("", None),
+        (None, None),
+    ],
+)
+def test_enhanced_status_of_a_stored_reply(stored: str | None, enhanced: str | None) -> None:
+    assert enhanced_status(stored) == enhanced

@@ -11,8 +11,10 @@ from mailgate.submission.xoauth2 import (
     auth_line_length,
     choose_form,
     decode_error_challenge,
+    error_acknowledgement,
     initial_response,
     is_line_too_long,
+    oauthbearer_initial_response,
 )
 
 
@@ -60,10 +62,9 @@ def test_initial_response_refuses_framing_breakers(upn: str, token: str, field: 
         (2000, RFC5321_COMMAND_LINE, AuthForm.TWO_STEP),
         (2000, 1030, AuthForm.TWO_STEP),  # Dovecot
         (600, 1030, AuthForm.ONE_LINE),
-        (2500, None, AuthForm.ONE_LINE),  # Exchange takes long lines
     ],
 )
-def test_choose_form(token_length: int, limit: int | None, form: AuthForm) -> None:
+def test_choose_form(token_length: int, limit: int, form: AuthForm) -> None:
     response = initial_response("scanner@contoso.com", "x" * token_length)
     assert choose_form(response, limit) is form
 
@@ -73,6 +74,41 @@ def test_line_length_counts_crlf_at_the_boundary() -> None:
     assert auth_line_length(response) == RFC5321_COMMAND_LINE
     assert choose_form(response) is AuthForm.ONE_LINE
     assert choose_form(response + "A") is AuthForm.TWO_STEP
+
+
+def test_default_is_rfc_4954s_512_octets_for_any_server() -> None:
+    # The AUTH line of a realistic 1.9 KB token is ~2.5 KB: two steps, Exchange included.
+    response = initial_response("scanner@contoso.com", "x" * 1900)
+    assert auth_line_length(response) > 2500
+    assert choose_form(response) is AuthForm.TWO_STEP
+
+
+def test_oauthbearer_response_rfc_7628_example_shape() -> None:
+    # RFC 7628 section 4.1: n,a=user@example.com,^Ahost=server.example.com^Aport=143^A
+    # auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==^A^A
+    raw = base64.b64decode(
+        oauthbearer_initial_response(
+            "user@example.com",
+            "vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==",
+            "server.example.com",
+            143,
+        )
+    )
+    assert raw == (
+        b"n,a=user@example.com,\x01host=server.example.com\x01port=143\x01"
+        b"auth=Bearer vF9dft4qmTc2Nvb3RlckBhbHRhdmlzdGEuY29tCg==\x01\x01"
+    )
+    escaped = base64.b64decode(oauthbearer_initial_response("a=b,c@d", "t", "h", 1))
+    assert escaped.startswith(b"n,a=a=3Db=2Cc@d,\x01")
+    with pytest.raises(ValueError, match="access token"):
+        oauthbearer_initial_response("a@b", "SECRET\x01", "h", 1)
+    line = auth_line_length("A" * 100, "OAUTHBEARER")
+    assert line == len("AUTH OAUTHBEARER ") + 100 + 2
+
+
+@pytest.mark.parametrize(("mechanism", "answer"), [("XOAUTH2", ""), ("OAUTHBEARER", "AQ==")])
+def test_error_acknowledgement(mechanism: str, answer: str) -> None:
+    assert error_acknowledgement(mechanism) == answer
 
 
 @pytest.mark.parametrize(

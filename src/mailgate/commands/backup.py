@@ -7,13 +7,12 @@ from pathlib import Path
 import click
 
 from mailgate.commands.common import when
-from mailgate.config.commands import data_dir_of, open_store, reports_errors
+from mailgate.config.commands import data_dir_of, open_store
 
 
 @click.command("backup")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
-@reports_errors
 def backup_command(ctx: click.Context, file: Path) -> None:
     """Copy settings, account, tokens (still encrypted) and queued mail to FILE.
 
@@ -49,7 +48,6 @@ def backup_command(ctx: click.Context, file: Path) -> None:
     help="The secret key of the data directory the backup was made from (copied in, 0600).",
 )
 @click.pass_context
-@reports_errors
 def restore_command(ctx: click.Context, file: Path, key_file: Path | None) -> None:
     """Restore a backup onto a fresh data directory; `serve` then delivers its queued mail."""
     from mailgate.backup import restore

@@ -36,6 +36,7 @@ from mailgate.diagnostics import (
     IO_TIMEOUT,
     METADATA,
     REFRESH,
+    SENDER,
     SETTINGS,
     SIGNED_IN,
     SMTP,
@@ -52,6 +53,7 @@ from mailgate.diagnostics import (
     check_dns,
     check_metadata,
     check_refresh,
+    check_sender,
     check_signed_in,
     check_smtp,
     check_tcp,
@@ -186,11 +188,13 @@ def _identity_checks(report: Report, store: Store, settings: Settings, route: st
 def _account_checks(report: Report, store: Store, settings: Settings) -> None:
     if settings.outbound.oauth is None:
         report.skip(SIGNED_IN, _NO_SIGN_IN)
+        report.run(SENDER, lambda: check_sender(SENDER, store, settings))
         report.skip(REFRESH, _NO_SIGN_IN)
         upstream = Upstream(store, settings, None)
         report.run(SMTP, lambda: asyncio.run(check_smtp(SMTP, upstream)), [TCP_SMTP])
         return
     report.run(SIGNED_IN, lambda: check_signed_in(SIGNED_IN, store, settings))
+    report.run(SENDER, lambda: check_sender(SENDER, store, settings), [SIGNED_IN])
     if report.blocked(SIGNED_IN, METADATA):
         report.run(REFRESH, lambda: _pass(REFRESH, ""), [SIGNED_IN, METADATA])
         report.run(SMTP, lambda: _pass(SMTP, ""), [TCP_SMTP, REFRESH])

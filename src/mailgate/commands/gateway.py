@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from mailgate import operations
 from mailgate.commands.common import (
     EXIT_FAILED,
     duration,
@@ -22,9 +23,9 @@ from mailgate.commands.common import (
     store_and_settings,
     when,
 )
-from mailgate.config.commands import open_store, reports_errors
+from mailgate.config.commands import open_store
+from mailgate.config.errors import ValidationError
 from mailgate.config.keys import parse_endpoint
-from mailgate.gateway.devices import DeviceAccounts
 from mailgate.gateway.queue import MessageInfo, QueueStore, State
 
 if TYPE_CHECKING:
@@ -61,7 +62,6 @@ if TYPE_CHECKING:
 )
 @click.option("--no-console", is_flag=True, help="Do not start the admin console.")
 @click.pass_context
-@reports_errors
 def serve_command(
     ctx: click.Context,
     listen: str | None,
@@ -165,7 +165,6 @@ def queue_group() -> None:
 @click.option("--limit", default=100, show_default=True, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@reports_errors
 def queue_list(ctx: click.Context, states: tuple[str, ...], limit: int, as_json: bool) -> None:
     """List messages, newest first."""
     with _queue(ctx) as queue:
@@ -186,7 +185,6 @@ def queue_list(ctx: click.Context, states: tuple[str, ...], limit: int, as_json:
 @click.argument("message_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@reports_errors
 def queue_show(ctx: click.Context, message_id: int, as_json: bool) -> None:
     """Show one message, its recipients and its history."""
     with _queue(ctx) as queue:
@@ -219,14 +217,9 @@ def queue_show(ctx: click.Context, message_id: int, as_json: bool) -> None:
 def _act(ctx: click.Context, what: str, message_id: int | None, all_: bool) -> None:
     if message_id is None and not all_:
         raise click.UsageError(f"give a message id, or --all to {what} every message")
-    now = time.time()
-    with _queue(ctx) as queue:
-        if what == "retry":
-            count = queue.retry(message_id, now)
-        elif what == "hold":
-            count = queue.hold(message_id, now, "held by the administrator")
-        else:
-            count = queue.release(message_id, now, "released by the administrator")
+    with open_store(ctx) as store:
+        handle = operations.OfflineHandle(store)
+        count = operations.queue_action(handle, message_id, what, time.time())
     noun = "message" if count == 1 else "messages"
     click.echo(f"{what.capitalize()}: {count} {noun}.")
     if count == 0 and message_id is not None:
@@ -237,7 +230,6 @@ def _act(ctx: click.Context, what: str, message_id: int | None, all_: bool) -> N
 @click.argument("message_id", type=int, required=False)
 @click.option("--all", "all_", is_flag=True, help="Every deferred and held message.")
 @click.pass_context
-@reports_errors
 def queue_retry(ctx: click.Context, message_id: int | None, all_: bool) -> None:
     """Try a deferred or held message now (a running gateway picks it up)."""
     _act(ctx, "retry", message_id, all_)
@@ -247,7 +239,6 @@ def queue_retry(ctx: click.Context, message_id: int | None, all_: bool) -> None:
 @click.argument("message_id", type=int, required=False)
 @click.option("--all", "all_", is_flag=True, help="Every queued and deferred message.")
 @click.pass_context
-@reports_errors
 def queue_hold(ctx: click.Context, message_id: int | None, all_: bool) -> None:
     """Keep a message from being delivered until released."""
     _act(ctx, "hold", message_id, all_)
@@ -257,7 +248,6 @@ def queue_hold(ctx: click.Context, message_id: int | None, all_: bool) -> None:
 @click.argument("message_id", type=int, required=False)
 @click.option("--all", "all_", is_flag=True, help="Every held message.")
 @click.pass_context
-@reports_errors
 def queue_release(ctx: click.Context, message_id: int | None, all_: bool) -> None:
     """Let a held message be delivered."""
     _act(ctx, "release", message_id, all_)
@@ -266,7 +256,6 @@ def queue_release(ctx: click.Context, message_id: int | None, all_: bool) -> Non
 @queue_group.command("delete")
 @click.argument("message_id", type=int)
 @click.pass_context
-@reports_errors
 def queue_delete(ctx: click.Context, message_id: int) -> None:
     """Delete a message for good (it is not delivered and not bounced)."""
     with _queue(ctx) as queue:
@@ -290,7 +279,6 @@ def device_group() -> None:
     "--password-stdin", is_flag=True, help="Read the password from standard input (scripts)."
 )
 @click.pass_context
-@reports_errors
 def device_add(ctx: click.Context, username: str, note: str, password_stdin: bool) -> None:
     """Create a device account; the password is asked for (never on the command line)."""
     if password_stdin:
@@ -301,9 +289,10 @@ def device_add(ctx: click.Context, username: str, note: str, password_stdin: boo
             fail("the two passwords differ; nothing was changed.")
     store, settings = store_and_settings(ctx)
     with store:
+        handle = operations.OfflineHandle(store)
         try:
-            DeviceAccounts(store.engine).add(username, password, time.time(), note)
-        except ValueError as error:
+            operations.add_device(handle, username, password, note, time.time())
+        except ValidationError as error:
             fail(str(error), 2)
         auth = settings.listener.auth_required
     click.echo(f"Added device account {username}.")
@@ -317,12 +306,11 @@ def device_add(ctx: click.Context, username: str, note: str, password_stdin: boo
 @device_group.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-@reports_errors
 def device_list(ctx: click.Context, as_json: bool) -> None:
     """List device accounts (never their passwords)."""
     store = open_store(ctx)
     with store:
-        accounts = DeviceAccounts(store.engine).list()
+        accounts = operations.list_devices(operations.OfflineHandle(store))
     if as_json:
         click.echo(json.dumps([vars(a) for a in accounts], indent=2))
         return
@@ -335,12 +323,11 @@ def device_list(ctx: click.Context, as_json: bool) -> None:
 @device_group.command("remove")
 @click.argument("username")
 @click.pass_context
-@reports_errors
 def device_remove(ctx: click.Context, username: str) -> None:
     """Delete a device account."""
     store = open_store(ctx)
     with store:
-        removed = DeviceAccounts(store.engine).remove(username)
+        removed = operations.remove_device(operations.OfflineHandle(store), username)
     if not removed:
         fail(f"there is no device account {username!r}; `mailgate device list` shows them.")
     click.echo(f"Removed device account {username}.")

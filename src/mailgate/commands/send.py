@@ -15,7 +15,7 @@ from typing import TextIO
 import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from mailgate.account import sender_address, token_manager
+from mailgate.account import missing_sender_advice, sender_address, token_manager
 from mailgate.commands.common import (
     EXIT_FAILED,
     EXIT_TEMPORARY,
@@ -25,7 +25,6 @@ from mailgate.commands.common import (
     print_problem,
     store_and_settings,
 )
-from mailgate.config.commands import reports_errors
 from mailgate.config.model import SenderPolicy, Settings
 from mailgate.identity.errors import IdentityError
 from mailgate.submission.client import SendResult
@@ -42,13 +41,11 @@ def choose_sender(settings: Settings, default: str | None, wanted: str | None) -
 
     Raises click.UsageError saying what to change when --from is not allowed.
     """
-    if default is None and wanted is None:
-        raise click.UsageError(
-            "there is no sender address yet: sign in with `mailgate login`, or set one with "
-            "`mailgate config set sender.address you@example.com`."
-        )
-    if wanted is None or (default is not None and wanted.lower() == default.lower()):
-        return default or str(wanted)
+    if default is None:
+        # --from alone is no sender: the policy needs the address it rewrites to.
+        raise click.UsageError(missing_sender_advice(settings))
+    if wanted is None or wanted.lower() == default.lower():
+        return default
     policy = settings.sender_policy
     allowed = {a.lower() for a in settings.sender_allowed}
     if policy is SenderPolicy.PASS_THROUGH or (
@@ -100,7 +97,6 @@ async def _send(
 @click.option("--from", "from_", default=None, help="Sender address, where the policy allows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @click.pass_context
-@reports_errors
 def send_command(
     ctx: click.Context,
     to: tuple[str, ...],

@@ -16,6 +16,7 @@ from typing import Any
 import click
 import segno
 
+from mailgate import operations
 from mailgate.account import device_sign_in, sender_address, token_manager
 from mailgate.commands.common import (
     EXIT_FAILED,
@@ -28,10 +29,8 @@ from mailgate.commands.common import (
     store_and_settings,
     when,
 )
-from mailgate.config.commands import reports_errors
 from mailgate.identity.errors import SignInError
 from mailgate.identity.signin import CodeIssued, Pending, SignedIn, SignInEvent, SignInFailed
-from mailgate.identity.tokens import token_health
 
 
 def _show_code(event: CodeIssued, qr: bool) -> None:
@@ -72,7 +71,6 @@ def _printer(as_json: bool, qr: bool) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per event.")
 @click.option("--no-qr", is_flag=True, help="Do not print a QR code of the sign-in link.")
 @click.pass_context
-@reports_errors
 def login_command(ctx: click.Context, as_json: bool, no_qr: bool) -> None:
     """Sign in to Microsoft with the OAuth 2.0 device code flow."""
     store, settings = store_and_settings(ctx)
@@ -119,7 +117,6 @@ def login_command(ctx: click.Context, as_json: bool, no_qr: bool) -> None:
 
 @click.command("logout")
 @click.pass_context
-@reports_errors
 def logout_command(ctx: click.Context) -> None:
     """Forget the signed-in account and its tokens."""
     store, settings = store_and_settings(ctx)
@@ -136,55 +133,15 @@ def logout_command(ctx: click.Context) -> None:
 
 
 def status_data(ctx: click.Context) -> dict[str, Any]:
-    store, settings = store_and_settings(ctx)
+    """`mailgate status --json`: the console's Status page has the same function and fields."""
+    store, _ = store_and_settings(ctx)  # refuses, with what to do, when not configured
     with store:
-        account = store.account()
-        now = time.time()
-        data: dict[str, Any] = {
-            "provider": settings.outbound.provider,
-            "server": str(settings.outbound.server),
-            "security": settings.outbound.security.value,
-        }
-        oauth = settings.outbound.oauth
-        if oauth is not None:
-            data |= {
-                "sign_in_host": oauth.login_host,
-                "tenant": oauth.tenant,
-                "client_id": oauth.client_id,
-                "admin_consent_url": oauth.admin_consent_url,
-            }
-        data["signed_in"] = account is not None
-        data["sender_address"] = sender_address(settings, account)
-        if account is not None:
-            health = token_health(account, now)
-            data |= {
-                "upn": account.upn,
-                "primary_address": account.primary_address,
-                "signed_in_at": account.signed_in_at,
-                "access_token_expires_at": account.access_token_expires_at,
-                "refresh_token_last_used_at": account.last_refresh_at,
-                "re_sign_in_needed_by": health.resign_in_deadline,
-                "re_sign_in_warning": health.resign_in_warning,
-                "needs_sign_in": health.needs_sign_in,
-                "last_error": account.last_error,
-                "last_error_at": account.last_error_at,
-            }
-        data |= _queue_status(store)
-        return data
-
-
-def _queue_status(store: Any) -> dict[str, Any]:
-    from mailgate.gateway.queue import QueueStore
-
-    queue = QueueStore(store.engine)
-    oldest = queue.oldest_active()
-    return {"queue": queue.counts(), "oldest_message_at": oldest}
+        return operations.status(operations.OfflineHandle(store), time.time())
 
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-@reports_errors
 def status_command(ctx: click.Context, as_json: bool) -> None:
     """Show the provider, the signed-in account, its tokens and the queue."""
     data = status_data(ctx)

@@ -6,16 +6,14 @@ sentence that says what to do; exit status 2 for usage and validation errors, 1 
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import click
 
-from mailgate.config.errors import ConfigError
 from mailgate.config.keys import KEYS, SettingValue, get_key
 from mailgate.config.model import OAuthConfig
 from mailgate.config.paths import CliState
@@ -27,20 +25,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a ConfigError into its message on stderr and its exit status."""
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as error:
-            click.echo(f"Error: {error}", err=True)
-            sys.exit(error.exit_code)
-
-    return wrapper
 
 
 def data_dir_of(ctx: click.Context) -> Path:
@@ -71,7 +55,6 @@ def _echo_changes(changes: Mapping[str, SettingValue]) -> None:
 
 @click.command("init")
 @click.pass_context
-@reports_errors
 def init_command(ctx: click.Context) -> None:
     """Create the data directory, settings store and secret key."""
     from mailgate.config.store import init_data_dir
@@ -109,7 +92,6 @@ def config_group() -> None:
 @config_group.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object of all settings.")
 @click.pass_context
-@reports_errors
 def show_command(ctx: click.Context, as_json: bool) -> None:
     """Show every setting; secrets only as (set) / (not set)."""
     with open_store(ctx) as store:
@@ -158,7 +140,6 @@ def _key_list() -> str:
 @click.argument("key")
 @click.argument("value")
 @click.pass_context
-@reports_errors
 def set_command(ctx: click.Context, key: str, value: str) -> None:
     """Set KEY to VALUE (an empty VALUE clears it). For smtp.password give VALUE as - and
     type it at the prompt or pipe it in, so it never sits in your shell history."""
@@ -192,7 +173,6 @@ def set_command(ctx: click.Context, key: str, value: str) -> None:
 @click.option("--tenant", help="common, organizations, consumers, a tenant ID or domain.")
 @click.option("--scope", help="Scopes to request instead of the preset's.")
 @click.pass_context
-@reports_errors
 def provider_command(
     ctx: click.Context,
     name: str,
@@ -227,7 +207,6 @@ def provider_command(
 @config_group.command("export")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
-@reports_errors
 def export_command(ctx: click.Context, file: Path | None) -> None:
     """Write the settings as TOML to FILE (default: standard output). Secrets are left out."""
     with open_store(ctx) as store:
@@ -243,7 +222,6 @@ def export_command(ctx: click.Context, file: Path | None) -> None:
 @config_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context
-@reports_errors
 def import_command(ctx: click.Context, file: Path) -> None:
     """Read settings from a TOML FILE made by `config export`; all are checked before any is set."""
     incoming = parse_toml(file.read_text(encoding="utf-8"), str(file))

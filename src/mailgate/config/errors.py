@@ -7,11 +7,11 @@ validation error, 1 for everything else.
 
 from __future__ import annotations
 
+from mailgate.errors import MailgateError
 
-class ConfigError(Exception):
+
+class ConfigError(MailgateError):
     """Base of the settings errors; the message says what to do."""
-
-    exit_code = 1
 
 
 class ValidationError(ConfigError):

@@ -73,7 +73,8 @@ class OutboundConfig:
 
 
 class SenderPolicy(StrEnum):
-    """SPEC.md row 11: what happens to the sender of relayed mail."""
+    """What happens to the sender of relayed mail (Exchange refuses a sender the mailbox
+    may not send as: 554 5.2.252 SendAsDenied)."""
 
     #: Envelope and From become the sender address; the device's From goes to Reply-To.
     REWRITE = "rewrite"
@@ -151,7 +152,7 @@ class Settings:
     #: Sender address override (the console's "Device details");
     #: None: the account's primary address.
     sender_address: str | None = None
-    #: How relayed mail's sender is treated (SPEC.md row 11).
+    #: How relayed mail's sender is treated (see SenderPolicy).
     sender_policy: SenderPolicy = SenderPolicy.REWRITE
     #: Addresses that pass unchanged under `allow-list` (aliases, send-as addresses).
     sender_allowed: tuple[str, ...] = ()

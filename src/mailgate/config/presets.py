@@ -1,4 +1,5 @@
-"""Provider presets (SPEC.md "Provider presets").
+"""Provider presets: the vendor manual's four fields (server, sign-in host, tenant, scope)
+for each Microsoft cloud, as docs/SETTINGS.md lists them.
 
 A preset fills the four fields of the vendor manual's SMTP page (server address, sign-in
 host, client ID, scope) plus the tenant. `none` is the manual's "[Not specified]": any
@@ -97,18 +98,10 @@ PRESETS: dict[str, Preset] = {
     ]
 }
 
-#: MSAL adds these itself and refuses them when passed in (SPEC.md "Provider presets").
+#: MSAL adds these itself and refuses them when passed in (its "reserved scopes").
 MSAL_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 
 
 def msal_scopes(scope: str) -> list[str]:
     """The configured scope string as MSAL wants it: reserved scopes stripped, `email` kept."""
     return [s for s in scope.split() if s.lower() not in MSAL_RESERVED_SCOPES]
-
-
-def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        known = ", ".join(PRESETS)
-        raise ValueError(f"unknown provider {name!r}; choose one of: {known}") from None

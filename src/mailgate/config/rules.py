@@ -2,7 +2,7 @@
 
 Theory of operation: the store holds a flat mapping of dotted keys. A change the admin
 asks for (`config set`, `config provider`, an import) is turned by the pure functions here
-into the full set of keys to write, following the vendor manual (SPEC.md row 13): there
+into the full set of keys to write, following the vendor manual's control panel: there
 is ONE outbound configuration. Typing a server name on the control panel — `config set
 smtp.server` — switches the provider to `none`; choosing an OAuth provider fills the
 oauth.* fields from its preset (flags override) and empties the plain server field, which

@@ -1,11 +1,10 @@
 """The settings store: settings, encrypted secrets and the signed-in account, in one database.
 
 Theory of operation: SQLite file `<data dir>/mailgate.db` through SQLAlchemy Core, so a
-PostgreSQL URL can replace it later (only `_sqlite_engine` and `_upsert` know the
-dialect). Several processes may use it at once — `serve`, `login`, `config` — so SQLite
-runs in WAL mode with synchronous=FULL (a saved token survives a power cut), waits up to
-`BUSY_TIMEOUT_MS` for a lock, and every write is one `BEGIN IMMEDIATE` transaction that
-reads and writes together (no lost updates between processes).
+PostgreSQL URL can replace it later (only `mailgate.db.writer.sqlite_engine` and `_upsert`
+know the dialect). Several processes may use it at once — `serve`, `login`, `config` — so
+every write is one transaction of `mailgate.db.writer` that reads and writes together
+(no lost updates between processes); a saved token survives a power cut.
 
 Opening checks the secret key against the check value kept in `meta` BEFORE anything else:
 a wrong or missing key is an error, and nothing is written or replaced.
@@ -13,6 +12,7 @@ a wrong or missing key is an error, and nothing is written or replaced.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -21,26 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    CheckConstraint,
-    Column,
     Connection,
     Engine,
-    Float,
-    Integer,
-    LargeBinary,
-    MetaData,
-    String,
     Table,
-    Text,
-    create_engine,
     delete,
-    event,
     inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DatabaseError
 
 from mailgate.config import rules
@@ -54,68 +42,20 @@ from mailgate.config.keys import KEYS, SettingValue, defaults, get_key
 from mailgate.config.model import AccountState, Settings
 from mailgate.config.paths import db_path, key_path
 from mailgate.config.secrets import ENV_SECRET_KEY, SecretBox, SecretKey, load_key, write_key_file
+from mailgate.db import migrate
+from mailgate.db.schema import (
+    COMPATIBLE_SCHEMA_VERSION,
+    account_table,
+    meta_table,
+    secrets_table,
+    settings_table,
+)
+from mailgate.db.writer import sqlite_engine, write_transaction
 
-SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 10_000
+log = logging.getLogger(__name__)
+
 SECRET_SET, SECRET_NOT_SET = "(set)", "(not set)"
-
-metadata = MetaData()
-meta_table = Table(
-    "meta",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", Text, nullable=False),
-)
-settings_table = Table(
-    "settings",
-    metadata,
-    Column("key", String(64), primary_key=True),
-    Column("value", JSON, nullable=False),
-)
-secrets_table = Table(
-    "secrets",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("ciphertext", LargeBinary, nullable=False),
-    Column("updated_at", Float, nullable=False),
-)
-account_table = Table(
-    "account",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("upn", Text, nullable=False),
-    Column("primary_address", Text, nullable=False),
-    Column("signed_in_at", Float, nullable=False),
-    Column("last_refresh_at", Float, nullable=False),
-    Column("access_token_expires_at", Float),
-    Column("last_error", Text),
-    Column("last_error_at", Float),
-    CheckConstraint("id = 1", name="one_account"),  # one signed-in mailbox per gateway
-)
 _ACCOUNT_FIELDS = [c.name for c in account_table.columns if c.name != "id"]
-
-
-def _sqlite_engine(path: Path) -> Engine:
-    engine = create_engine(URL.create("sqlite", database=str(path)))
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
-        # writes can deadlock with another writer, and busy_timeout cannot help with that.
-        write = connection.get_execution_options().get("mailgate_write", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
 
 
 def _upsert(conn: Connection, table: Table, row: Mapping[str, Any]) -> None:
@@ -171,8 +111,7 @@ class Store:
     def engine(self) -> Engine:
         """The database engine, for stores that share this database (e.g. the queue).
 
-        On SQLite, a connection with execution option `mailgate_write=True` begins with
-        BEGIN IMMEDIATE (see `_sqlite_engine`).
+        Writes go through `mailgate.db.writer.write_transaction`.
         """
         return self._engine
 
@@ -197,9 +136,10 @@ class Store:
                 return init_data_dir(data_dir, env)
             raise _not_initialized(data_dir, f"There is no mailgate data directory at {data_dir}.")
         key = load_key(key_path(data_dir), env)
-        engine = _sqlite_engine(db)
+        engine = sqlite_engine(db)
         try:
             box = _verified_box(engine, data_dir, key)
+            _upgrade(engine, data_dir)
         except DatabaseError as error:
             engine.dispose()
             raise ConfigError(
@@ -227,10 +167,8 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self._engine.connect() as conn:
-            conn.execution_options(mailgate_write=True)
-            with conn.begin():
-                yield conn
+        with write_transaction(self._engine) as conn:
+            yield conn
 
     # --- settings ---------------------------------------------------------------------------
 
@@ -392,10 +330,23 @@ def _check_schema(conn: Connection, data_dir: Path) -> None:
     version = conn.execute(
         select(meta_table.c.value).where(meta_table.c.key == "schema_version")
     ).scalar_one_or_none()
-    if version is not None and int(version) > SCHEMA_VERSION:
+    if version is not None and int(version) > COMPATIBLE_SCHEMA_VERSION:
         raise NotInitializedError(
             f"{data_dir} was written by a newer mailgate (schema {version}); "
             "upgrade mailgate to use it."
+        )
+
+
+def _upgrade(engine: Engine, data_dir: Path) -> None:
+    """Bring an older data directory to this code's schema (after a backup copy)."""
+    copy = migrate.upgrade_in_place(engine, db_path(data_dir), str(data_dir))
+    if copy is not None:
+        log.warning(
+            "mailgate: upgraded the database of %s to schema revision %s; the copy from "
+            "before is %s (keep it until you are sure you will not go back).",
+            data_dir,
+            migrate.head(),
+            copy,
         )
 
 
@@ -425,14 +376,14 @@ def init_data_dir(data_dir: Path, env: Mapping[str, str] | None = None) -> Store
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = db_path(data_dir)
     key = load_key(key_path(data_dir), env)
-    engine = _sqlite_engine(db)
+    engine = sqlite_engine(db)
     try:
-        with engine.connect() as conn:
-            conn.execution_options(mailgate_write=True)
-            with conn.begin():
-                box, created = _initialise(conn, data_dir, key)
+        with write_transaction(engine) as conn:
+            box, created = _initialise(conn, data_dir, key)
         if created:
             db.chmod(0o600)
+        else:
+            _upgrade(engine, data_dir)
     except BaseException:
         engine.dispose()
         raise
@@ -455,11 +406,11 @@ def _initialise(conn: Connection, data_dir: Path, key: SecretKey | None) -> tupl
     # A new database (or one whose init was interrupted before the key check was stored,
     # so nothing in it is encrypted yet): reuse a key file that is there, else create one.
     box = SecretBox(key if key is not None else write_key_file(key_path(data_dir)))
-    metadata.create_all(conn)
+    migrate.run_migrations(conn)
     conn.execute(
         meta_table.insert(),
         [
-            {"key": "schema_version", "value": str(SCHEMA_VERSION)},
+            {"key": "schema_version", "value": str(COMPATIBLE_SCHEMA_VERSION)},
             {"key": "key_check", "value": box.key_check},
         ],
     )

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mailgate import operations as ops
 from mailgate.config.errors import ConfigError
-from mailgate.console import operations as ops
 from mailgate.console.security import check_new_password
 from mailgate.console.web import console_of, session_of
 
@@ -43,17 +43,19 @@ async def session_info(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    return JSONResponse(await asyncio.to_thread(ops.status, console_of(request)))
+    return JSONResponse(await asyncio.to_thread(console_of(request).status))
 
 
 async def smtp_get(request: Request) -> Response:
-    return JSONResponse(await asyncio.to_thread(ops.smtp_values, console_of(request)))
+    return JSONResponse(await asyncio.to_thread(ops.smtp_values, console_of(request).gateway))
 
 
 async def smtp_put(request: Request) -> Response:
     body = {k: str(v) for k, v in (await _body(request)).items() if v is not None}
     try:
-        signs_in = await asyncio.to_thread(ops.save_smtp, console_of(request), body)
+        signs_in = await console_of(request).gateway.run(
+            ops.save_smtp, console_of(request).gateway, body
+        )
     except ConfigError as error:
         return _problem(error)
     return JSONResponse({"saved": True, "sign_in_next": signs_in})
@@ -65,7 +67,9 @@ async def settings_get(request: Request) -> Response:
 
 async def settings_patch(request: Request) -> Response:
     try:
-        changed = await asyncio.to_thread(ops.set_values, console_of(request), await _body(request))
+        changed = await console_of(request).gateway.run(
+            ops.set_values, console_of(request).gateway, await _body(request)
+        )
     except ConfigError as error:
         return _problem(error)
     return JSONResponse({"changed": changed})
@@ -78,7 +82,7 @@ async def signin_get(request: Request) -> Response:
 
 async def signin_start(request: Request) -> Response:
     console = console_of(request)
-    settings = await asyncio.to_thread(ops.current_settings, console)
+    settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     if settings is None or settings.outbound.oauth is None:
         return JSONResponse({"error": "choose an OAuth provider and save it first"}, 409)
     await console.wizard.start(settings)
@@ -114,7 +118,11 @@ async def queue_action(request: Request) -> Response:
     message_id = int(request.path_params["message_id"])
     action = request.path_params.get("action", "delete")
     try:
-        changed = await asyncio.to_thread(ops.queue_action, console_of(request), message_id, action)
+        console = console_of(request)
+        handle = console.gateway
+        changed = bool(
+            await handle.run(ops.queue_action, handle, message_id, action, console.clock())
+        )
     except ConfigError as error:
         return _problem(error, 404)
     return JSONResponse({"changed": changed}, 200 if changed else 409)
@@ -135,10 +143,11 @@ async def devices_post(request: Request) -> Response:
     try:
         await asyncio.to_thread(
             ops.add_device,
-            console_of(request),
+            console_of(request).gateway,
             str(body.get("username", "")),
             str(body.get("password", "")),
             str(body.get("note", "")),
+            console_of(request).clock(),
         )
     except ConfigError as error:
         return _problem(error)
@@ -147,7 +156,7 @@ async def devices_post(request: Request) -> Response:
 
 async def devices_delete(request: Request) -> Response:
     devices = console_of(request).gateway.devices
-    removed = await asyncio.to_thread(devices.remove, request.path_params["username"])
+    removed = await console_of(request).gateway.run(devices.remove, request.path_params["username"])
     return JSONResponse({"removed": removed}, 200 if removed else 404)
 
 
@@ -155,7 +164,7 @@ async def test_send(request: Request) -> Response:
     body = await _body(request)
     try:
         message_id = await ops.test_send(
-            console_of(request),
+            console_of(request).gateway,
             str(body.get("to", "")),
             str(body.get("subject", "mailgate test")),
             str(body.get("body", "")),

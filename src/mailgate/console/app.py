@@ -1,4 +1,4 @@
-"""The admin console: the vendor manual's web UI (SPEC rows 1-14) as a Starlette app.
+"""The admin console: the vendor manual's web UI procedure as a Starlette app.
 
 Theory of operation. ``create_console_app`` wires the pages (pages_*.py), the JSON API
 (api.py), health and metrics around one shared :class:`~mailgate.console.state.Console`.
@@ -15,7 +15,6 @@ import logging
 import socket
 import ssl
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,15 +24,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mailgate import operations
 from mailgate.console import api, pages_auth, pages_config, pages_queue
 from mailgate.console.metrics import metrics_text
 from mailgate.console.middleware import SecurityHeaders, SessionGate
 from mailgate.console.security import SetupToken
 from mailgate.console.state import Console
 from mailgate.console.web import console_of
-
-if TYPE_CHECKING:
-    from mailgate.service import Gateway
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -43,29 +40,8 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _readiness(console: Console) -> str | None:
-    """None when ready, else the reason (shown with the 503)."""
-    store = console.store
-    try:
-        # BEGIN IMMEDIATE takes SQLite's write lock: proves the store can be written.
-        with store.engine.connect() as conn:
-            conn.execution_options(mailgate_write=True)
-            with conn.begin():
-                pass
-    except Exception as error:
-        return f"the store cannot be written: {error}"
-    if console.gateway.settings.outbound.oauth is None:
-        return None
-    account = store.account()
-    if account is None:
-        return "nobody is signed in; sign in on the console's Sign-in page"
-    if console.gateway.engine.signin_needed:
-        return "the sign-in is no longer valid; sign in again"
-    return None
-
-
 async def readyz(request: Request) -> Response:
-    reason = await asyncio.to_thread(_readiness, console_of(request))
+    reason = await asyncio.to_thread(operations.readiness, console_of(request).gateway)
     if reason is None:
         return JSONResponse({"status": "ready"})
     return JSONResponse({"status": "not ready", "reason": reason}, 503)
@@ -78,7 +54,7 @@ async def metrics(request: Request) -> Response:
 
 
 def create_console_app(
-    gateway: Gateway,
+    gateway: operations.GatewayHandle,
     setup_token: str,
     *,
     secure_cookies: bool = False,
@@ -175,7 +151,7 @@ def console_url(host: str, port: int, tls: bool) -> str:
 
 
 def make_server(
-    gateway: Gateway,
+    gateway: operations.GatewayHandle,
     setup_token: str,
     listeners: list[tuple[str, int, bool]],
     host: str | None = None,

@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
 
 from mailgate.config.store import Store
 from mailgate.gateway.queue import QueueStore, State
-from mailgate.gateway.queue_schema import events, recipients
 
 #: Message states whose count only grows (finished messages), as counters.
 _FINISHED = (State.SENT, State.FAILED)
@@ -32,11 +30,17 @@ class QueueCollector(Collector):
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
+        yield from self.queue_metrics()
+        yield from self._recipients()
+        yield from self._events()
+        yield from self._token()
+
+    def queue_metrics(self) -> Iterator[Metric]:
         counts = self.queue.counts()
         accepted = CounterMetricFamily(
-            "mailgate_messages_accepted", "Messages accepted into the queue (kept in the queue)."
+            "mailgate_messages_accepted", "Messages accepted into the queue since it was made."
         )
-        accepted.add_metric([], float(sum(counts.values())))
+        accepted.add_metric([], float(self.queue.accepted_total()))
         yield accepted
         finished = CounterMetricFamily(
             "mailgate_messages_finished", "Messages sent or failed (bounced).", labels=["state"]
@@ -54,15 +58,9 @@ class QueueCollector(Collector):
         )
         age.add_metric([], max(0.0, self.clock() - oldest) if oldest else 0.0)
         yield age
-        yield from self._recipients()
-        yield from self._events()
-        yield from self._token()
 
     def _recipients(self) -> Iterator[Metric]:
-        with self.queue.engine.connect() as conn:
-            rows = conn.execute(
-                select(recipients.c.state, func.count()).group_by(recipients.c.state)
-            ).all()
+        rows = self.queue.recipient_counts()
         family = CounterMetricFamily(
             "mailgate_recipients",
             "Recipients by outcome (pending, sent, failed).",
@@ -74,12 +72,7 @@ class QueueCollector(Collector):
 
     def _events(self) -> Iterator[Metric]:
         # Delivery records each upstream refusal and deferral as an event with its kind.
-        with self.queue.engine.connect() as conn:
-            rows = conn.execute(
-                select(events.c.kind, events.c.level, func.count()).group_by(
-                    events.c.kind, events.c.level
-                )
-            ).all()
+        rows = self.queue.event_counts()
         family = CounterMetricFamily(
             "mailgate_events", "Gateway events by kind and level.", labels=["kind", "level"]
         )

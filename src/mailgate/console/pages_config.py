@@ -10,20 +10,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailgate import operations as ops
 from mailgate.config.errors import ConfigError
 from mailgate.config.presets import PRESETS
-from mailgate.console import operations as ops
 from mailgate.console.security import check_new_password
 from mailgate.console.web import console_of, gettext, read_form, redirect, render
 
 
 async def status_page(request: Request) -> Response:
-    data = await asyncio.to_thread(ops.status, console_of(request))
+    data = await asyncio.to_thread(console_of(request).status)
     return render(request, "status.html", active="status", s=data)
 
 
 async def smtp_page(request: Request) -> Response:
-    values = await asyncio.to_thread(ops.smtp_values, console_of(request))
+    values = await asyncio.to_thread(ops.smtp_values, console_of(request).gateway)
     return render(request, "smtp.html", active="smtp", v=values, presets=PRESETS)
 
 
@@ -31,9 +31,9 @@ async def smtp_submit(request: Request) -> Response:
     console = console_of(request)
     form = await read_form(request)
     try:
-        signs_in = await asyncio.to_thread(ops.save_smtp, console, form)
+        signs_in = await console.gateway.run(ops.save_smtp, console.gateway, form)
     except ConfigError as error:
-        values = {**await asyncio.to_thread(ops.smtp_values, console), **form}
+        values = {**await asyncio.to_thread(ops.smtp_values, console.gateway), **form}
         values["smtp_password"] = ""  # write-only: never echoed back
         values["uses_oauth"] = PRESETS.get(form.get("provider", ""), PRESETS["none"]).uses_oauth
         return render(
@@ -45,7 +45,7 @@ async def smtp_submit(request: Request) -> Response:
 
 async def signin_page(request: Request) -> Response:
     console = console_of(request)
-    settings = await asyncio.to_thread(ops.current_settings, console)
+    settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     oauth = settings.outbound.oauth if settings else None
     state = console.wizard.state.to_json(console.clock())
     return render(
@@ -61,7 +61,7 @@ async def signin_page(request: Request) -> Response:
 async def signin_start(request: Request) -> Response:
     console = console_of(request)
     await read_form(request)
-    settings = await asyncio.to_thread(ops.current_settings, console)
+    settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     if settings is None or settings.outbound.oauth is None:
         return redirect("/smtp")
     await console.wizard.start(settings)
@@ -91,13 +91,13 @@ async def _settings_form(request: Request, template: str, keys: list[str], activ
         form = await read_form(request)
         changes = {k: form.get(k.replace(".", "_"), "") for k in keys}
         try:
-            await asyncio.to_thread(ops.set_values, console, changes)
+            await console.gateway.run(ops.set_values, console.gateway, changes)
         except ConfigError as error:
             values = await asyncio.to_thread(console.store.all_values)
             return render(request, template, 400, active=active, v=values, error=str(error))
         return redirect(f"{request.url.path}?saved=1")
     values = await asyncio.to_thread(console.store.all_values)
-    extra = await asyncio.to_thread(ops.status, console) if active == "device" else {}
+    extra = await asyncio.to_thread(console.status) if active == "device" else {}
     devices = console.gateway.devices.list() if active == "inbound" else []
     return render(request, template, active=active, v=values, s=extra, devices=devices)
 
@@ -135,10 +135,11 @@ async def device_add(request: Request) -> Response:
     try:
         await asyncio.to_thread(
             ops.add_device,
-            console,
+            console.gateway,
             form.get("username", ""),
             form.get("password", ""),
             form.get("note", ""),
+            console.clock(),
         )
     except ConfigError as error:
         values = await asyncio.to_thread(console.store.all_values)
@@ -158,7 +159,7 @@ async def device_add(request: Request) -> Response:
 async def device_remove(request: Request) -> Response:
     await read_form(request)
     username = request.path_params["username"]
-    await asyncio.to_thread(console_of(request).gateway.devices.remove, username)
+    await console_of(request).gateway.run(console_of(request).gateway.devices.remove, username)
     return redirect("/inbound?saved=1")
 
 

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from mailgate import operations as ops
 from mailgate.config.errors import ConfigError
-from mailgate.console import operations as ops
 from mailgate.console.web import console_of, read_form, redirect, render
 from mailgate.gateway.queue import State
 
@@ -52,7 +52,8 @@ async def message_action(request: Request) -> Response:
     action = request.path_params["action"]
     if action not in ops.QUEUE_ACTIONS:
         raise HTTPException(404)
-    changed = await asyncio.to_thread(ops.queue_action, console, message_id, action)
+    handle = console.gateway
+    changed = await handle.run(ops.queue_action, handle, message_id, action, console.clock())
     if action == "delete" and changed:
         return redirect("/queue?done=delete")
     return redirect(f"/queue/{message_id}?done={action if changed else 'none'}")
@@ -72,7 +73,7 @@ async def test_submit(request: Request) -> Response:
     form = await read_form(request)
     try:
         message_id = await ops.test_send(
-            console, form.get("to", ""), form.get("subject", ""), form.get("body", "")
+            console.gateway, form.get("to", ""), form.get("subject", ""), form.get("body", "")
         )
     except ConfigError as error:
         return render(request, "test.html", 400, active="test", v=form, error=str(error))

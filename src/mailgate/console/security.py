@@ -1,7 +1,7 @@
 """The console's locks: the admin password, sessions, CSRF tokens and login throttling.
 
 Theory of operation. There is one administrator. Until an admin password exists, only the
-holder of the one-time setup token that `serve` prints may create it (SPEC row 2); the
+holder of the one-time setup token that `serve` prints may create it; the
 token dies with its first use. Sessions are server-side (a random id in an HttpOnly,
 SameSite=Strict cookie, nothing signed or readable in the browser) and each carries its
 own CSRF token, which every state-changing request must echo in a form field or the

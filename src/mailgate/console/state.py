@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
+from mailgate import operations
 from mailgate.config.store import Store
 from mailgate.console.security import (
     AdminPassword,
@@ -16,13 +17,11 @@ from mailgate.console.security import (
 )
 from mailgate.console.wizard import SignInWizard
 
-if TYPE_CHECKING:
-    from mailgate.service import Gateway
-
 
 @dataclass
 class Console:
-    gateway: Gateway
+    #: The live gateway of `serve` (tests: any GatewayHandle).
+    gateway: operations.GatewayHandle
     setup: SetupToken
     #: The cookie gets the Secure flag when the console itself speaks HTTPS.
     secure_cookies: bool = False
@@ -43,8 +42,9 @@ class Console:
     def store(self) -> Store:
         return self.gateway.store
 
+    def status(self) -> dict[str, Any]:
+        """The Status page and /api/status: the same function as `mailgate status --json`."""
+        return operations.status(self.gateway, self.clock(), self.listeners)
+
     def _signed_in(self) -> None:
-        # A new sign-in: drop the old access token and let held mail go (SPEC row 14).
-        if self.gateway.tokens is not None:
-            self.gateway.tokens.invalidate()
-        self.gateway.engine.wake()
+        self.gateway.signed_in()

@@ -25,7 +25,8 @@ from mailgate.config.store import Store
 from mailgate.identity.errors import IdentityError, SignInProblem
 from mailgate.identity.signin import CodeIssued, Pending, SignedIn, SignInEvent, SignInFailed
 
-#: Problem codes grouped by what the page explains (SPEC rows 1, 7 and 8).
+#: Problem codes grouped by what the page explains: admin consent, Conditional Access
+#: blocking the device code flow, an expired code, a declined prompt.
 CONSENT_CODES = frozenset({"AADSTS65001", "AADSTS90094", "AADSTS90095"})
 POLICY_CODES = frozenset({"AADSTS53003", "AADSTS530032", "AADSTS530035"})
 EXPIRED_CODES = frozenset({"AADSTS70019", "AADSTS70020", "expired_token", "AADSTS70018"})
@@ -148,10 +149,3 @@ class SignInWizard:
                 await asyncio.wait_for(task, timeout=5)
         if self.state.status in ("starting", "waiting"):
             self.state = WizardState()
-
-    async def wait_done(self) -> None:
-        """For tests: until the running sign-in ends (callers bound it with a timeout)."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
-        # Events queued with call_soon_threadsafe land on the next loop turn.
-        await asyncio.sleep(0)

@@ -65,7 +65,8 @@ def decide(
         return Decision(Fate.DEFER, next_at=min(now + QUOTA_RECHECK, deadline))
     at = next_attempt_at(failures_before + 1, now, first_queued_at, max_lifetime, draw)
     if at is None:
-        return Decision(Fate.FAIL)
+        # Out of time: the message fails, and the connection is as unusable as on any retry.
+        return Decision(Fate.FAIL, drop_connection=True)
     if action is Action.FEWER_CONNECTIONS:
         return Decision(
             Fate.DEFER,

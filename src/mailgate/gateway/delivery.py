@@ -1,6 +1,6 @@
 """The delivery engine: queued messages go upstream through the signed-in mailbox.
 
-Theory of operation. Up to ``max_connections`` workers (Exchange allows 3 per mailbox)
+Theory of operation. Up to ``connections`` workers (Exchange allows 3 per mailbox)
 each keep one upstream connection and reuse it (RSET between messages). A worker claims
 one due message at a time (a lease in the queue), derives what to send from the stored
 bytes (sender policy), splits more than 500 recipients into several transactions, waits
@@ -23,21 +23,21 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from mailgate.config.model import SenderPolicy
+from mailgate.db.writer import Writer
 from mailgate.gateway import bounce
 from mailgate.gateway.decisions import Decision, Fate, decide
 from mailgate.gateway.pacing import Limits, SendPacer, split_recipients
-from mailgate.gateway.policy import PolicyRefused, Prepared, prepare
-from mailgate.gateway.queue import Claimed, QueueStore, State
+from mailgate.gateway.policy import Prepared, prepare
+from mailgate.gateway.queue import Claimed, Incoming, QueueStore, State
 from mailgate.gateway.retry import DEFAULT_MAX_LIFETIME
-from mailgate.identity.errors import IdentityError
+from mailgate.identity.errors import IdentityError, holds_mail
 from mailgate.submission.client import SendResult
 from mailgate.submission.errors import SubmissionError
-from mailgate.submission.replies import Classification, Reply, ReplyKind
+from mailgate.submission.replies import Classification, Reply, ReplyKind, enhanced_status
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -56,7 +56,7 @@ INTERNAL = Classification(
 )
 
 
-class Upstream(Protocol):
+class UpstreamConnection(Protocol):
     """One authenticated upstream SMTP session (mailgate.submission.SubmissionClient)."""
 
     @property
@@ -82,14 +82,13 @@ class SenderIdentity:
 
 @dataclass(frozen=True)
 class DeliverySettings:
-    max_connections: int = 3
+    connections: int = 3
     limits: Limits = field(default_factory=Limits)
     max_lifetime: float = DEFAULT_MAX_LIFETIME
     lease: float = 15 * 60.0
     #: Close an upstream connection idle this long (Exchange drops idle ones anyway).
     idle_close: float = 30.0
     policy: SenderPolicy = SenderPolicy.REWRITE
-    refuse_unlisted: bool = False
     reporting_host: str = field(default_factory=socket.getfqdn)
     remote_host: str = "smtp.office365.com"
     #: How often to look for expired leases and for a new sign-in while holding.
@@ -119,26 +118,19 @@ class Failure:
     session: bool = False
 
 
-class DbRunner:
-    """Runs queue calls on one thread: SQLite has one writer, and fsync must not stall the
-    event loop."""
-
-    def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mailgate-db")
-
-    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:  # no loop runs in this thread
+        return False
 
 
 class DeliveryEngine:
     def __init__(
         self,
         queue: QueueStore,
-        db: DbRunner,
-        open_upstream: Callable[[], Awaitable[Upstream]],
+        db: Writer,
+        open_upstream: Callable[[], Awaitable[UpstreamConnection]],
         identity: Callable[[], Awaitable[SenderIdentity | None]],
         settings: DeliverySettings | None = None,
         *,
@@ -164,11 +156,13 @@ class DeliveryEngine:
         self._upstream_down = False
         self._stopping = False
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.delivered = 0
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         now = self.clock()
         await self.db(self.queue.release_owner, self.owner, now)
         await self.db(self.queue.recover, now)
@@ -176,7 +170,7 @@ class DeliveryEngine:
             self.pacer.record(at, count)
         self._tasks = [
             asyncio.create_task(self._worker(i), name=f"delivery-{i}")
-            for i in range(self.settings.max_connections)
+            for i in range(self.settings.connections)
         ]
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="delivery-housekeeping"))
 
@@ -197,12 +191,19 @@ class DeliveryEngine:
 
     def apply(self, settings: DeliverySettings) -> None:
         """New settings from a reload; the number of workers stays until a restart."""
-        self.settings = dataclasses.replace(settings, max_connections=self.settings.max_connections)
+        self.settings = dataclasses.replace(settings, connections=self.settings.connections)
         self.pacer.limits = settings.limits
 
     def wake(self) -> None:
-        """New mail, a new sign-in, or shutdown: workers look at the queue again."""
-        self._wake.set()
+        """New mail, a new sign-in, or shutdown: workers look at the queue again.
+
+        Safe from any thread: asyncio.Event is not, so a call from another thread (the
+        writer, a console handler's worker) is handed to the engine's loop."""
+        loop = self._loop
+        if loop is None or _on_loop(loop):
+            self._wake.set()
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def _nap(self, seconds: float) -> None:
         """Sleep up to *seconds*, or less when woken."""
@@ -220,10 +221,10 @@ class DeliveryEngine:
     def _connections_allowed(self) -> int:
         if self.clock() < self._single_until:
             return 1
-        return self.settings.max_connections
+        return self.settings.connections
 
     async def _worker(self, index: int) -> None:
-        upstream: Upstream | None = None
+        upstream: UpstreamConnection | None = None
         idle_since = self.clock()
         try:
             while not self._stopping:
@@ -287,25 +288,22 @@ class DeliveryEngine:
         self.wake()
 
     # -- one message ----------------------------------------------------------------------
-    async def _deliver(self, claimed: Claimed, upstream: Upstream | None) -> Upstream | None:
+    async def _deliver(
+        self, claimed: Claimed, upstream: UpstreamConnection | None
+    ) -> UpstreamConnection | None:
         identity = await self.identity()
         if identity is None:
             await self._hold_for_sign_in(
                 claimed, "there is no account to send as yet (configure the provider)"
             )
             return await _close(upstream)
-        try:
-            prepared = prepare(
-                claimed.data,
-                claimed.envelope_from,
-                self.settings.policy,
-                identity.sender_address,
-                identity.allowed,
-                self.settings.refuse_unlisted,
-            )
-        except PolicyRefused as refused:
-            await self._fail_all(claimed, f"550 5.7.1 {refused}", "refused by the sender policy")
-            return upstream
+        prepared = prepare(
+            claimed.data,
+            claimed.envelope_from,
+            self.settings.policy,
+            identity.sender_address,
+            identity.allowed,
+        )
         unwritten = Unwritten()
         if prepared.notes and claimed.attempts == 0:
             unwritten.notes.append("; ".join(prepared.notes))
@@ -350,9 +348,9 @@ class DeliveryEngine:
         claimed: Claimed,
         prepared: Prepared,
         part: list[str],
-        upstream: Upstream | None,
+        upstream: UpstreamConnection | None,
         unwritten: Unwritten,
-    ) -> tuple[Upstream | None, Failure | None]:
+    ) -> tuple[UpstreamConnection | None, Failure | None]:
         """Send one transaction. Returns the connection to keep and, on failure, what to do."""
         try:
             # No RSET before a message on a reused connection: the reply to the end of
@@ -363,24 +361,29 @@ class DeliveryEngine:
                 upstream = await self.open_upstream()
             result = await upstream.send(prepared.envelope_from, part, prepared.data)
         except SubmissionError as error:
-            upstream = await _close(upstream) if _drops(error.classification) else upstream
             failure = await self._failed(claimed, error.classification, str(error.reply or ""))
             session = error.stage in _SESSION_STAGES
-            return upstream, dataclasses.replace(failure, session=session)
+            failure = dataclasses.replace(failure, session=session)
         except IdentityError as error:
             problem = error.problem
-            kind = ReplyKind.AUTH if problem.needs_sign_in else ReplyKind.NETWORK
-            cls = Classification(kind, problem.title + ".", problem.what_to_do)
-            return await _close(upstream), await self._failed(claimed, cls, problem.code)
+            kind = ReplyKind.AUTH if holds_mail(problem) else ReplyKind.NETWORK
+            cls = Classification(
+                kind, f"{problem.title}. {problem.explanation}", problem.what_to_do
+            )
+            failure = await self._failed(claimed, cls, problem.code)
         except OSError as error:
             cls = Classification(
                 ReplyKind.NETWORK,
                 f"Network error talking to the server: {error.strerror or error}.",
                 "",
             )
-            return await _close(upstream), await self._failed(claimed, cls, "network error")
-        await self._record(result, unwritten)
-        return upstream, None
+            failure = await self._failed(claimed, cls, "network error")
+        else:
+            await self._record(result, unwritten)
+            return upstream, None
+        if failure.decision.drop_connection:
+            upstream = await _close(upstream)
+        return upstream, failure
 
     async def _record(self, result: SendResult, unwritten: Unwritten) -> None:
         unwritten.outcomes += [(a, "sent", str(result.reply)) for a in result.accepted]
@@ -416,7 +419,7 @@ class DeliveryEngine:
                 f"Exchange refused a connection: {cls.summary} Using one connection for a while.",
             )
         if decision.fate is Fate.HOLD:
-            await self._hold_for_sign_in(claimed, text)
+            await self._hold_for_sign_in(claimed, text, decision.hold_all)
         elif decision.fate is Fate.FAIL:
             await self._fail_all(claimed, reply, f"failed: {cls.summary} {cls.advice}")
         else:
@@ -439,14 +442,15 @@ class DeliveryEngine:
                     "Mail waits in the queue and is retried.",
                 )
 
-    async def _hold_for_sign_in(self, claimed: Claimed, why: str) -> None:
+    async def _hold_for_sign_in(self, claimed: Claimed, why: str, hold_all: bool = True) -> None:
         now = self.clock()
         identity = await self.identity()
         self._generation = identity.generation if identity else None
         first = not self.signin_needed
         self.signin_needed = True
         await self.db(self.queue.put_back, claimed.id, now, f"held: {why}", SIGN_IN_HOLD)
-        await self.db(self.queue.hold, None, now, SIGN_IN_HOLD)
+        if hold_all:  # a sign-in is not per message: every waiting message needs it too
+            await self.db(self.queue.hold, None, now, SIGN_IN_HOLD)
         if first:
             await self._event(
                 "error",
@@ -516,7 +520,9 @@ class DeliveryEngine:
             claimed.data,
             claimed.envelope_from,
             [
-                bounce.FailedRecipient(r.address, r.reply or "", _status(r.reply), "")
+                bounce.FailedRecipient(
+                    r.address, r.reply or "", enhanced_status(r.reply) or "5.0.0", ""
+                )
                 for r in failed
             ],
             reporting_host=self.settings.reporting_host,
@@ -525,17 +531,14 @@ class DeliveryEngine:
             arrival=claimed.received_at,
             now=self.clock(),
         )
-        bounce_id = await self.db(
-            self.queue.accept,
-            "",
-            [claimed.envelope_from],
-            report.as_bytes(),
-            self.clock(),
-            "mailgate",
-            "",
-            None,
-            "Undelivered Mail Returned to Sender",
+        dsn = Incoming(
+            envelope_from="",  # the null reverse-path: no report about a report (RFC 5321 4.5.5)
+            rcpt_tos=(claimed.envelope_from,),
+            data=report.as_bytes(),
+            client="mailgate",
+            subject="Undelivered Mail Returned to Sender",
         )
+        bounce_id = await self.db(self.queue.accept, dsn, self.clock())
         await self.db(
             self.queue.note,
             claimed.id,
@@ -553,18 +556,7 @@ class DeliveryEngine:
 _SESSION_STAGES = frozenset({"connect", "EHLO", "HELO", "STARTTLS"})
 
 
-def _drops(cls: Classification) -> bool:
-    return cls.kind in {ReplyKind.NETWORK, ReplyKind.AUTH, ReplyKind.THROTTLED, ReplyKind.TEMPORARY}
-
-
-def _status(reply: str | None) -> str:
-    for word in (reply or "").split()[1:2]:
-        if word.count(".") == 2 and word[0] in "245":
-            return word
-    return "5.0.0"
-
-
-async def _close(upstream: Upstream | None) -> Upstream | None:
+async def _close(upstream: UpstreamConnection | None) -> UpstreamConnection | None:
     """Close quietly (the connection may be broken already); always returns None."""
     if upstream is not None:
         with contextlib.suppress(Exception):

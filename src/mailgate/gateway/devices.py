@@ -1,6 +1,7 @@
 """Local accounts for devices that authenticate to mailgate (AUTH PLAIN/LOGIN).
 
-Devices never authenticate upstream (SPEC.md row 12): they sign in to the gateway with
+Devices never authenticate upstream (the vendor manual's "authentication user for sending"
+is the device, not a remote user): they sign in to the gateway with
 their own account, and relayed mail is always sent by the signed-in mailbox. Passwords
 are kept as argon2id hashes; a wrong password costs the same time as a right one.
 """
@@ -14,20 +15,10 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Column, Engine, Float, MetaData, String, Table, Text, delete, insert, select
+from sqlalchemy import Engine, delete, insert, select
 
-from mailgate.dbutil import write_transaction
-
-metadata = MetaData()
-
-device_accounts = Table(
-    "device_accounts",
-    metadata,
-    Column("username", String(200), primary_key=True),
-    Column("password_hash", Text, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("note", Text, nullable=False, default=""),
-)
+from mailgate.db.schema import device_accounts
+from mailgate.db.writer import write_transaction
 
 _USERNAME = re.compile(r"^[A-Za-z0-9._@+-]{1,200}$")
 _hasher = PasswordHasher()
@@ -50,7 +41,6 @@ class DeviceAccount:
 class DeviceAccounts:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
 
     def add(self, username: str, password: str, now: float, note: str = "") -> None:
         if not _USERNAME.match(username):

@@ -25,11 +25,13 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mailgate.gateway import inbound
 from mailgate.gateway.headers import decoded, first_value
 from mailgate.gateway.inbound import InboundPolicy
+from mailgate.gateway.queue_schema import Incoming
 
 log = logging.getLogger(__name__)
 
 #: store(envelope_from, rcpt_tos, data, client, helo, auth_user, subject) -> message id
-StoreFunc = Callable[[str, list[str], bytes, str, str, str | None, str], Awaitable[int]]
+#: Stores a received message; returns its queue id once it is on disk.
+StoreFunc = Callable[[Incoming], Awaitable[int]]
 #: verify(username, password) -> ok
 VerifyFunc = Callable[[str, str], Awaitable[bool]]
 
@@ -92,13 +94,15 @@ class GatewayHandler:
         subject = decoded(first_value(data, "Subject") or "")
         try:
             message_id = await self.store(
-                _reverse_path(envelope.mail_from),
-                list(envelope.rcpt_tos),
-                data,
-                peer,
-                session.host_name or "",
-                user,
-                subject,
+                Incoming(
+                    envelope_from=_reverse_path(envelope.mail_from),
+                    rcpt_tos=tuple(envelope.rcpt_tos),
+                    data=data,
+                    client=peer,
+                    helo=session.host_name or "",
+                    auth_user=user,
+                    subject=subject,
+                )
             )
         except Exception:
             # Nothing half-written: the store commits in one transaction or not at all.

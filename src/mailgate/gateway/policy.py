@@ -1,4 +1,7 @@
-"""Sender policy for relayed mail (SPEC.md row 11) and the header rewriting it needs.
+"""Sender policy for relayed mail and the header rewriting it needs.
+
+Exchange rejects mail whose sender the signed-in mailbox may not send as (554 5.2.252
+SendAsDenied), so by default the envelope and From become the mailbox's address.
 
 Exchange Online lets the signed-in mailbox send only as its primary address, its aliases
 and addresses it has Send As rights on (else 554 5.2.252 SendAsDenied). Devices put all
@@ -21,10 +24,6 @@ from email.utils import formataddr, getaddresses
 
 from mailgate.config.model import SenderPolicy
 from mailgate.gateway.headers import decoded, field_name, field_value, split_fields
-
-
-class PolicyRefused(Exception):
-    """The policy refuses this sender (allow-list with refusal of unlisted senders)."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,6 @@ def prepare(
     policy: SenderPolicy,
     sender_address: str,
     allowed: tuple[str, ...] = (),
-    refuse_unlisted: bool = False,
 ) -> Prepared:
     """What to submit for a stored message: envelope sender and message bytes.
 
@@ -96,11 +94,6 @@ def prepare(
         policy, envelope_from, [a for _, a in from_pairs], allowed_set, sender_address
     ):
         return Prepared(envelope_from, data, ())
-    if refuse_unlisted:
-        raise PolicyRefused(
-            f"sender {envelope_from or '<>'} is not on the allow-list; add it to sender.allowed "
-            "or let the policy rewrite unlisted senders"
-        )
     notes: list[str] = []
     original_from = next((f for f in fields if field_name(f) == b"from"), None)
     display, original_address = from_pairs[0] if from_pairs else ("", envelope_from)

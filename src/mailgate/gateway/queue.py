@@ -2,12 +2,8 @@
 
 Theory of operation. The listener calls :meth:`QueueStore.accept` and replies 250 only
 after that transaction has committed (SQLite in WAL mode with synchronous=FULL: the commit
-is on disk). A message is then in one state:
-
-    queued ──claim──> sending ──sent──> sent
-       ^                 │ ├──temporary──> deferred ──(next_attempt_at)──> claimable again
-       │                 │ ├──auth fault──> held (sign-in needed) ──release──> queued
-       └──crash/lease────┘ └──permanent──> failed (bounced)
+is on disk). A message is then in one state, and moves between states as the table in
+queue_states.py allows (each method below names its Move).
 
 `claim` leases a message to one delivery worker (``lease_until``); a gateway killed in the
 middle leaves leases that expire, and :meth:`recover` puts those messages back, so a
@@ -38,7 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from mailgate.dbutil import write_transaction
+from mailgate.db.schema import ACCEPTED, bodies, counters, events, history, messages, recipients
+from mailgate.db.writer import write_transaction
 from mailgate.gateway.queue_schema import (
     ACTIVE_STATES,
     Claimed,
@@ -46,14 +43,8 @@ from mailgate.gateway.queue_schema import (
     Incoming,
     MessageInfo,
     Recipient,
-    State,
-    bodies,
-    events,
-    history,
-    messages,
-    metadata,
-    recipients,
 )
+from mailgate.gateway.queue_states import Move, State, after_submission, can, sources, target
 from mailgate.logsetup import log_event
 
 
@@ -63,22 +54,10 @@ class QueueStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
 
     # -- intake ---------------------------------------------------------------------------
-    def accept(
-        self,
-        envelope_from: str,
-        rcpt_tos: Sequence[str],
-        data: bytes,
-        now: float,
-        client: str = "",
-        helo: str = "",
-        auth_user: str | None = None,
-        subject: str = "",
-    ) -> int:
+    def accept(self, incoming: Incoming, now: float) -> int:
         """Store a message in one transaction; when this returns, it is on disk."""
-        incoming = Incoming(envelope_from, tuple(rcpt_tos), data, client, helo, auth_user, subject)
         return self.accept_many([incoming], now)[0]
 
     def accept_many(self, batch: Sequence[Incoming], now: float) -> list[int]:
@@ -91,7 +70,21 @@ class QueueStore:
         with write_transaction(self.engine) as conn:
             for incoming in batch:
                 ids.append(_insert(conn, incoming, now))
+            # Counted in the same commit as the rows: the counter never misses or doubles one.
+            conn.execute(
+                update(counters)
+                .where(counters.c.name == ACCEPTED)
+                .values(value=counters.c.value + len(batch))
+            )
         return ids
+
+    def accepted_total(self) -> int:
+        """Messages ever accepted (a counter: purging finished messages does not lower it)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                select(counters.c.value).where(counters.c.name == ACCEPTED)
+            ).scalar_one_or_none()
+        return int(value or 0)
 
     # -- delivery -------------------------------------------------------------------------
     def next_due(self) -> float | None:
@@ -99,7 +92,7 @@ class QueueStore:
         with self.engine.connect() as conn:
             value = conn.execute(
                 select(func.min(messages.c.next_attempt_at)).where(
-                    messages.c.state.in_([State.QUEUED.value, State.DEFERRED.value])
+                    messages.c.state.in_(sources(Move.CLAIM))
                 )
             ).scalar()
         return None if value is None else float(value)
@@ -110,7 +103,7 @@ class QueueStore:
             due = (
                 select(messages.c.id)
                 .where(
-                    messages.c.state.in_([State.QUEUED.value, State.DEFERRED.value]),
+                    messages.c.state.in_(sources(Move.CLAIM)),
                     messages.c.next_attempt_at <= now,
                 )
                 .order_by(messages.c.next_attempt_at, messages.c.id)
@@ -123,9 +116,9 @@ class QueueStore:
                     update(messages)
                     .where(
                         messages.c.id.in_(due.scalar_subquery()),
-                        messages.c.state.in_([State.QUEUED.value, State.DEFERRED.value]),
+                        messages.c.state.in_(sources(Move.CLAIM)),
                     )
-                    .values(state=State.SENDING.value, lease_owner=owner, lease_until=now + lease)
+                    .values(state=target(Move.CLAIM), lease_owner=owner, lease_until=now + lease)
                     .returning(messages.c.id)
                 )
                 .scalars()
@@ -214,7 +207,7 @@ class QueueStore:
                 update(messages)
                 .where(messages.c.id == message_id)
                 .values(
-                    state=State.DEFERRED.value,
+                    state=target(Move.DEFER),
                     attempts=messages.c.attempts + (1 if count_attempt else 0),
                     next_attempt_at=next_at,
                     last_reply=func.coalesce(reply, messages.c.last_reply),
@@ -228,7 +221,7 @@ class QueueStore:
         self, message_id: int, now: float, note: str, hold_reason: str | None = None
     ) -> None:
         """Return a leased message unchanged (shutdown), or hold it (sign-in needed)."""
-        state = State.HELD if hold_reason else State.QUEUED
+        state = target(Move.HOLD_FOR_SIGN_IN if hold_reason else Move.PUT_BACK)
         with write_transaction(self.engine) as conn:
             conn.execute(
                 update(messages)
@@ -242,25 +235,25 @@ class QueueStore:
     def recover(self, now: float) -> int:
         """Messages whose lease ran out (their gateway died) become queued again."""
         expired = or_(messages.c.lease_until.is_(None), messages.c.lease_until <= now)
-        return self._requeue(and_(messages.c.state == State.SENDING.value, expired), now)
+        return self._requeue(and_(messages.c.state.in_(sources(Move.RECOVER)), expired), now)
 
     def release_owner(self, owner: str, now: float) -> int:
         """At start-up: leases held by this gateway's previous life are void at once."""
         mine = messages.c.lease_owner == owner
-        return self._requeue(and_(messages.c.state == State.SENDING.value, mine), now)
+        return self._requeue(and_(messages.c.state.in_(sources(Move.RECOVER)), mine), now)
 
     def resume_restored(self, now: float) -> int:
         """After a restore from a backup: leases of the gateway the backup came from are
         void, and deferred mail is due now (its backoff was for that machine's trouble).
         Held mail stays held. Returns how many messages changed."""
-        requeued = self._requeue(messages.c.state == State.SENDING.value, now)
+        requeued = self._requeue(messages.c.state.in_(sources(Move.RECOVER)), now)
         values = {"next_attempt_at": now}
         deferred = messages.c.state == State.DEFERRED.value
         return requeued + self._transition(deferred, now, values, "restored from a backup")
 
     def _requeue(self, where: ColumnElement[bool], now: float) -> int:
         values = {
-            "state": State.QUEUED.value,
+            "state": target(Move.RECOVER),
             "lease_owner": None,
             "lease_until": None,
             "next_attempt_at": now,
@@ -270,35 +263,31 @@ class QueueStore:
     # -- administration -------------------------------------------------------------------
     def hold(self, message_id: int | None, now: float, reason: str) -> int:
         """Hold one message, or (None) every queued and deferred one."""
-        where: ColumnElement[bool] = messages.c.state.in_(
-            [State.QUEUED.value, State.DEFERRED.value]
-        )
+        where: ColumnElement[bool] = messages.c.state.in_(sources(Move.HOLD))
         if message_id is not None:
             where = and_(where, messages.c.id == message_id)
         return self._transition(
-            where, now, {"state": State.HELD.value, "held_reason": reason}, f"held: {reason}"
+            where, now, {"state": target(Move.HOLD), "held_reason": reason}, f"held: {reason}"
         )
 
     def release(
         self, message_id: int | None, now: float, note: str = "released", reason: str | None = None
     ) -> int:
         """Release one held message, or (None) all held ones, or only those held for *reason*."""
-        where: ColumnElement[bool] = messages.c.state == State.HELD.value
+        where: ColumnElement[bool] = messages.c.state.in_(sources(Move.RELEASE))
         if message_id is not None:
             where = and_(where, messages.c.id == message_id)
         if reason is not None:
             where = and_(where, messages.c.held_reason == reason)
-        values = {"state": State.QUEUED.value, "held_reason": None, "next_attempt_at": now}
+        values = {"state": target(Move.RELEASE), "held_reason": None, "next_attempt_at": now}
         return self._transition(where, now, values, note)
 
     def retry(self, message_id: int | None, now: float) -> int:
         """Make deferred (or held) messages due now."""
-        where: ColumnElement[bool] = messages.c.state.in_(
-            [State.DEFERRED.value, State.HELD.value, State.QUEUED.value]
-        )
+        where: ColumnElement[bool] = messages.c.state.in_(sources(Move.RETRY))
         if message_id is not None:
             where = and_(where, messages.c.id == message_id)
-        values = {"state": State.QUEUED.value, "held_reason": None, "next_attempt_at": now}
+        values = {"state": target(Move.RETRY), "held_reason": None, "next_attempt_at": now}
         return self._transition(where, now, values, "retry requested")
 
     def delete(self, message_id: int) -> bool:
@@ -306,7 +295,7 @@ class QueueStore:
             found = conn.execute(
                 select(messages.c.state).where(messages.c.id == message_id)
             ).scalar()
-            if found is None or found == State.SENDING.value:
+            if found is None or not can(Move.DELETE, State(found)):
                 return False
             conn.execute(delete(history).where(history.c.message_id == message_id))
             conn.execute(delete(recipients).where(recipients.c.message_id == message_id))
@@ -379,6 +368,24 @@ class QueueStore:
             ).scalar()
         return None if value is None else float(value)
 
+    def recipient_counts(self) -> list[tuple[str, int]]:
+        """Recipients by state (pending, sent, failed): the metrics' counter."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(recipients.c.state, func.count()).group_by(recipients.c.state)
+            ).all()
+        return [(str(state), int(count)) for state, count in rows]
+
+    def event_counts(self) -> list[tuple[str, str, int]]:
+        """Events by kind and level (delivery records each refusal and deferral as one)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.kind, events.c.level, func.count()).group_by(
+                    events.c.kind, events.c.level
+                )
+            ).all()
+        return [(str(kind), str(level), int(count)) for kind, level, count in rows]
+
     def recipients_sent_since(self, since: float) -> list[tuple[float, int]]:
         """(time, recipients) of submissions since *since*, to rebuild the 24 h pacing window."""
         with self.engine.connect() as conn:
@@ -442,13 +449,8 @@ def _finish(conn: Connection, message_id: int, now: float, reply: str | None, no
             .group_by(recipients.c.state)
         ).all()
     )
-    if counts.get("pending"):
-        state, finished = State.QUEUED, None
-    elif counts.get("sent"):
-        # Sent to some: the failed ones get a bounce, the message is done.
-        state, finished = State.SENT, now
-    else:
-        state, finished = State.FAILED, now
+    state = after_submission(counts.get("pending", 0), counts.get("sent", 0))
+    finished = None if state is State.QUEUED else now
     conn.execute(
         update(messages)
         .where(messages.c.id == message_id)
@@ -528,5 +530,4 @@ __all__ = [
     "Recipient",
     "State",
     "dumps",
-    "metadata",
 ]

@@ -6,9 +6,13 @@ and JSON (RFC 6749 section 5.2, RFC 8628 section 3.5)::
     {"error": "invalid_grant", "error_description": "AADSTS70008: ... \\r\\nTrace ID: ...",
      "error_codes": [70008], "suberror": "bad_token", "trace_id": ..., "correlation_id": ...}
 
-The description texts drift between clouds and over the years, so :func:`classify` looks
-at ``error_codes`` first, then an ``AADSTSnnnn`` in the description, then the ``error``
-string, and only shows the description's first line when nothing matched. The result is a
+The description texts drift between clouds and over the years. Microsoft documents that
+clients react to the ``error`` field and that ``error_codes`` are for diagnostics, and the
+number it sends with one ``error`` varies (a declined sign-in has come with AADSTS70000 and
+65004). So :func:`classify` decides by the device-flow ``error`` values of RFC 8628 section
+3.5 first, then by ``error_codes`` (which tell apart the many causes of ``invalid_grant``),
+then an ``AADSTSnnnn`` in the description, then the other ``error`` strings, and only shows
+the description's first line when nothing matched. The result is a
 :class:`SignInProblem`: a title, what happened in plain words, what to do, and two flags
 the token manager acts on (``retryable``: try again later as is; ``needs_sign_in``: the
 stored sign-in is unusable, a person must sign in again).
@@ -24,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from mailgate.config.model import OAuthConfig
+from mailgate.errors import MailgateError
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class SignInProblem:
         return f"{self.code}: {self.title}. {self.explanation} {self.what_to_do}"
 
 
-class IdentityError(Exception):
+class IdentityError(MailgateError):
     """A failure of sign-in or token refresh; ``problem`` says what to do."""
 
     def __init__(self, problem: SignInProblem) -> None:
@@ -89,8 +94,8 @@ _CA_TODO = (
     "(Conditions > Authentication flows > Device code flow). Then sign in again."
 )
 
-# Why each code is here: SPEC.md "How Microsoft behaves" (errors an admin meets, polling,
-# refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
+# Why each code is here: Microsoft's identity-platform error reference (errors an admin
+# meets, polling, refresh) plus codes seen from real clients. Keyed by the number in `error_codes`.
 _BY_CODE: dict[int, _Entry] = {
     # RFC 8628 section 3.5 polling results, with Microsoft's numbers.
     70016: _Entry(
@@ -144,9 +149,20 @@ _BY_CODE: dict[int, _Entry] = {
         needs_sign_in=True,
     ),
     900144: _Entry(
-        "Request without scope",
-        "The token request did not name the scope; Microsoft requires it on every refresh.",
-        "This is a mailgate defect: report it with the trace ID. Signing in again may help.",
+        "Request without a required parameter",
+        "The token request did not contain the parameter '{parameter}', which Microsoft "
+        "requires (for example the scope on every refresh).",
+        "Check the settings that fill it (client ID, scope, tenant: `mailgate config show`); "
+        "if they are set, this is a mailgate defect: report it with the trace ID. Signing in "
+        "again may help.",
+    ),
+    500011: _Entry(
+        "Scope from another cloud",
+        "The scope names the resource {resource}{resource_cloud}, which the tenant at "
+        "{login_host}{login_cloud} does not know.",
+        "Set the scope to the SMTP.Send scope of the cloud you sign in to{expected_scope}, "
+        "or choose the provider preset of your cloud (`mailgate config provider ...`), then "
+        "sign in again.",
     ),
     # Consent.
     65001: _Entry(
@@ -280,6 +296,7 @@ _BY_ERROR: dict[str, int | _Entry] = {
         needs_sign_in=True,
     ),
     "invalid_scope": 70011,
+    "invalid_resource": 500011,
     "unauthorized_client": 700016,
     "invalid_client": 7000218,
     "temporarily_unavailable": _Entry(
@@ -322,17 +339,72 @@ def first_line(description: str) -> str:
     return _TOKENISH.sub("[...]", line).strip()
 
 
-def _format(text: str, oauth: OAuthConfig | None) -> str:
+#: Clouds by the resource of their SMTP.Send scope and by their sign-in host (presets).
+_CLOUD_OF_RESOURCE = {
+    "https://outlook.office.com": "worldwide",
+    "https://outlook.office365.com": "worldwide",
+    "https://outlook.office365.us": "GCC High",
+    "https://partner.outlook.cn": "21Vianet",
+}
+_CLOUD_OF_HOST = {
+    "login.microsoftonline.com": ("worldwide", "https://outlook.office.com/SMTP.Send"),
+    "login.microsoftonline.us": ("GCC High", "https://outlook.office365.us/SMTP.Send"),
+    "login.partner.microsoftonline.cn": ("21Vianet", "https://partner.outlook.cn/SMTP.Send"),
+    "login.chinacloudapi.cn": ("21Vianet", "https://partner.outlook.cn/SMTP.Send"),
+}
+_RESOURCE = re.compile(r"resource principal named (\S+?)(?:/SMTP\.Send)?\s+was not found", re.I)
+_PARAMETER = re.compile(r"following parameter:\s*'([^']+)'", re.I)
+
+
+def _details(description: str, oauth: OAuthConfig | None) -> dict[str, str]:
+    """Values only the description has: the resource of AADSTS500011, the parameter of
+    AADSTS900144, and the cloud each belongs to (the admin's hint for a mixed-up scope)."""
+    resource = _RESOURCE.search(description)
+    parameter = _PARAMETER.search(description)
+    named = resource.group(1).rstrip("/.") if resource else ""
+    if not named and oauth is not None:
+        named = next((s.rsplit("/", 1)[0] for s in oauth.scope.split() if "/" in s), "")
+    cloud = _CLOUD_OF_RESOURCE.get(named.lower())
+    host_cloud = _CLOUD_OF_HOST.get(oauth.login_host.lower()) if oauth else None
+    return {
+        "resource": named or "(see the trace ID)",
+        "resource_cloud": f" (the {cloud} cloud's)" if cloud else "",
+        "login_cloud": f" (the {host_cloud[0]} cloud)" if host_cloud else "",
+        "expected_scope": f": {host_cloud[1]}" if host_cloud else "",
+        "parameter": parameter.group(1) if parameter else "scope",
+    }
+
+
+def _format(text: str, oauth: OAuthConfig | None, description: str = "") -> str:
     values = {
         "consent_url": oauth.admin_consent_url if oauth else "the admin-consent link",
         "client_id": oauth.client_id if oauth else "(the configured client ID)",
         "tenant": oauth.tenant if oauth else "(the configured tenant)",
         "login_host": oauth.login_host if oauth else "the sign-in host",
+        **_details(description, oauth),
     }
     return text.format(**values)
 
 
+#: RFC 8628 section 3.5: what a device-flow poll answers. These decide, whatever number
+#: comes with them (Microsoft: "react to error, error_codes are for diagnostics").
+_DECISIVE_ERRORS = frozenset(
+    {
+        "authorization_pending",
+        "slow_down",
+        "authorization_declined",
+        "bad_verification_code",
+        "expired_token",
+    }
+)
+
+
 def _lookup(codes: list[int], error: str, suberror: str) -> tuple[int | None, _Entry | None]:
+    if error in _DECISIVE_ERRORS:
+        decisive = _BY_ERROR[error]
+        if isinstance(decisive, int):
+            return (codes[0] if codes else decisive), _BY_CODE[decisive]
+        return (codes[0] if codes else None), decisive
     for code in codes:
         if code in _BY_CODE:
             return code, _BY_CODE[code]
@@ -372,13 +444,24 @@ def classify(result: Mapping[str, Any], oauth: OAuthConfig | None = None) -> Sig
     return SignInProblem(
         code=shown_code,
         title=entry.title,
-        explanation=_format(entry.explanation, oauth),
-        what_to_do=_format(entry.what_to_do, oauth),
+        explanation=_format(entry.explanation, oauth, description),
+        what_to_do=_format(entry.what_to_do, oauth, description),
         retryable=entry.retryable,
         needs_sign_in=entry.needs_sign_in,
         error=error,
         **ids,
     )
+
+
+def holds_mail(problem: SignInProblem) -> bool:
+    """Should mail wait for an administrator (held) rather than be retried (deferred)?
+
+    Only failures that pass by themselves (network, a 5xx, "temporarily unavailable") are
+    retried. A refusal that needs a person - a dead sign-in, but also a configuration fault
+    such as Conditional Access on refresh (53003), public client flows off (7000218) or an
+    unknown client ID (700016) - holds the mail with the fix, not "cannot reach the server".
+    """
+    return problem.needs_sign_in or not problem.retryable
 
 
 def _str_or_none(value: object) -> str | None:
@@ -417,9 +500,26 @@ def service_unavailable(status: str, host: str) -> SignInProblem:
     )
 
 
+#: mailgate's own codes after which only a new sign-in helps.
+_LOCAL_NEEDS_SIGN_IN = frozenset({"not_signed_in", "expired_token"})
+
+
+def code_needs_sign_in(code: str | None) -> bool:
+    """Whether a stored problem code (an account's last refresh error) means the sign-in is
+    dead: the catalog's answer for Microsoft's numbers, ours for mailgate's own codes."""
+    if code is None:
+        return False
+    if code in _LOCAL_NEEDS_SIGN_IN:
+        return True
+    number = code.removeprefix("AADSTS")
+    found = int(number) if number.isdigit() else _BY_ERROR.get(code)
+    entry = _BY_CODE.get(found) if isinstance(found, int) else found
+    return entry is not None and entry.needs_sign_in
+
+
 def local_problem(code: str, title: str, explanation: str, what_to_do: str) -> SignInProblem:
     """A failure decided by mailgate itself (not signed in, cancelled, expired locally)."""
-    needs = code in {"not_signed_in", "expired_token"}
+    needs = code in _LOCAL_NEEDS_SIGN_IN
     return SignInProblem(code, title, explanation, what_to_do, retryable=False, needs_sign_in=needs)
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import msal
@@ -137,10 +137,6 @@ def call_msal(fn: Callable[[], T], oauth: OAuthConfig) -> T:
         if problem is None:  # pragma: no cover - the except clause lists only known kinds
             raise
         raise IdentityError(problem) from None
-
-
-def error_of(result: Mapping[str, Any] | None) -> bool:
-    return result is None or "error" in result
 
 
 def seconds(value: object, default: int) -> int:

@@ -41,6 +41,7 @@ from mailgate.identity.errors import (
     SignInProblem,
     TokenError,
     classify,
+    code_needs_sign_in,
     not_signed_in,
 )
 from mailgate.identity.msal_app import SessionHolder, build_app, call_msal, seconds
@@ -107,15 +108,9 @@ class TokenHealth:
     last_error: str | None
 
 
-#: Codes whose failure means the stored sign-in is dead (see errors.py).
-_DEAD_SIGN_IN = frozenset(
-    {"AADSTS700082", "AADSTS50173", "AADSTS70008", "AADSTS70000", "not_signed_in"}
-)
-
-
 def token_health(account: AccountState, now: float) -> TokenHealth:
     deadline = resign_in_deadline(account.last_refresh_at)
-    dead = account.last_error in _DEAD_SIGN_IN or now >= deadline
+    dead = code_needs_sign_in(account.last_error) or now >= deadline
     return TokenHealth(
         access_token_expires_at=account.access_token_expires_at,
         refresh_due=refresh_due(account.access_token_expires_at, now),
@@ -189,7 +184,8 @@ class TokenManager:
             return self._current
 
     async def refresh(self, rejected: AccessToken | None = None) -> AccessToken:
-        """Refresh now, e.g. after Exchange refused ``rejected`` (535 5.7.3) before its expiry."""
+        """Refresh now, e.g. after the SMTP server refused ``rejected`` (any 535: Exchange's
+        5.7.3, Dovecot's 5.7.8) before its expiry."""
         async with self._lock:
             reject = rejected.token if rejected else None
             self._current = await asyncio.to_thread(

@@ -213,6 +213,8 @@ class AadstsFailure:
     #: Overrides the catalog's ``error`` where one code appears under two OAuth errors.
     error: str | None = None
     status: int = 400
+    #: Overrides the catalog's text where one code comes with two texts (70000).
+    text: str | None = None
 
     @property
     def entry(self) -> CatalogEntry:
@@ -225,7 +227,8 @@ class AadstsFailure:
     @property
     def message(self) -> str:
         """The "AADSTSnnnn: text" line Microsoft's pages show and error_description begins with."""
-        return f"AADSTS{self.code}: {self.entry.text.format(**self.params)}"
+        text = self.text if self.text is not None else self.entry.text
+        return f"AADSTS{self.code}: {text.format(**self.params)}"
 
     def body(self, *, now: float, login_host: str, correlation_id: str | None) -> dict[str, object]:
         """The JSON body; the correlation ID echoes the client's ``client-request-id``."""
@@ -250,3 +253,21 @@ class AadstsFailure:
         if self.code == 53003:
             body["claims"] = _CA_CLAIMS
         return body
+
+
+_DECLINED_TEXT = (
+    "The request was denied because one or more scopes requested are unauthorized or expired. "
+    "The user must first sign in and grant the client application access to the requested scope."
+)
+
+
+def declined() -> AadstsFailure:
+    """A device-code poll after the person declined: ``authorization_declined`` with
+    AADSTS70000 as Microsoft answers today (it has sent 65004 before; ``error`` decides)."""
+    return AadstsFailure(70000, error="authorization_declined", text=_DECLINED_TEXT)
+
+
+def public_client_refused() -> AadstsFailure:
+    """ "Allow public client flows" is off: Entra ID wants a client secret. RFC 6749
+    section 5.2: invalid_client comes with HTTP 401, and Microsoft does so."""
+    return AadstsFailure(7000218, status=401)

@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import html
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mailgate.sim.idp import approve_admin_consent, sign_in
+from mailgate.sim.state import Scenario, SimState
 
-if TYPE_CHECKING:
-    from mailgate.sim.server import Simulator
+
+class Simulator(Protocol):
+    """What the control API drives: sim/server.py's Simulator (a Protocol here, so this
+    module does not import the server that imports it)."""
+
+    state: SimState
+
+    def info(self) -> dict[str, Any]: ...
+    async def set_scenario(self, **changes: Any) -> Scenario: ...
+    async def reset(self) -> None: ...
+
 
 _MAILBOX_FLAGS = {"smtp_auth_enabled", "account_enabled", "locked", "mfa_required"}
 
@@ -110,6 +120,11 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
         count = state.revoke_all_tokens(str(upn) if upn else None)
         return JSONResponse({"revoked": count})
 
+    async def expire_access(request: Request) -> Response:
+        body = await _json_body(request)
+        upn = body.get("upn")
+        return JSONResponse({"expired": state.expire_access_tokens(str(upn) if upn else None)})
+
     async def counters(request: Request) -> Response:
         return JSONResponse(vars(state.counters))
 
@@ -127,6 +142,7 @@ def control_routes(sim: Simulator) -> list[BaseRoute]:
         Route("/_sim/sign-in", approve, methods=["POST"]),
         Route("/_sim/admin-consent", consent, methods=["POST"]),
         Route("/_sim/revoke", revoke, methods=["POST"]),
+        Route("/_sim/expire-access-tokens", expire_access, methods=["POST"]),
         Route("/_sim/counters", counters),
         Route("/_sim/mailbox", mailbox_page),
     ]

@@ -36,6 +36,11 @@ class Mailbox:
         allowed |= {a.lower() for a in self.send_as}
         return wanted in allowed
 
+    @property
+    def addresses(self) -> set[str]:
+        """Every name Exchange resolves to this mailbox, lower-cased: UPN, primary, aliases."""
+        return {self.upn.lower(), self.primary_address.lower(), *(a.lower() for a in self.aliases)}
+
     def to_json(self) -> dict[str, object]:
         return {
             "upn": self.upn,

@@ -46,8 +46,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mailgate.sim.aadsts import AadstsFailure, grant_timestamp, is_guid
+from mailgate.sim.aadsts import (
+    AadstsFailure,
+    declined,
+    grant_timestamp,
+    is_guid,
+    public_client_refused,
+)
 from mailgate.sim.directory import Mailbox
+from mailgate.sim.introspection import introspection_route
 from mailgate.sim.state import DeviceCodeRequest, SimState
 
 #: Tenant segments that name no single directory.
@@ -115,8 +122,9 @@ def _parse_scopes(state: SimState, raw: str) -> list[str] | AadstsFailure:
     scopes = raw.split()
     if not scopes:
         return AadstsFailure(900144, {"parameter": "scope"})
-    resource = state.profile.smtp_resource.lower()
-    allowed = OIDC_SCOPES | {f"{resource}/smtp.send", f"{resource}/.default"}
+    allowed = set(OIDC_SCOPES)
+    for resource in state.profile.smtp_resources:
+        allowed |= {f"{resource.lower()}/smtp.send", f"{resource.lower()}/.default"}
     for scope in scopes:
         if scope.lower() not in allowed:
             return AadstsFailure(70011, {"scope": scope})
@@ -273,7 +281,7 @@ def _blocker(
 # -- the protocol ----------------------------------------------------------------------------
 
 
-def start_device_flow(state: SimState, base: str, tenant: str, form: FormData) -> Reply:
+def start_device_flow(state: SimState, tenant: str, form: FormData) -> Reply:
     """``POST /devicecode`` (RFC 8628 section 3.2, with Microsoft's field values)."""
     client_id = _text(form, "client_id")
     failure = _check_tenant(state, tenant) or _check_client(state, tenant, client_id)
@@ -283,7 +291,9 @@ def start_device_flow(state: SimState, base: str, tenant: str, form: FormData) -
     if isinstance(scopes, AadstsFailure):
         return scopes
     request = state.new_device_code(client_id, tenant, scopes)
-    verification_uri = base + state.profile.devicelogin_path
+    # Microsoft's own address, as a device shows it; the simulator serves the same page at
+    # the same path on its address (Simulator.devicelogin_url), which its tools print.
+    verification_uri = state.profile.verification_uri
     return {
         "user_code": request.user_code,
         "device_code": request.device_code,
@@ -312,7 +322,7 @@ def _claim_device_code(
         if request.status == "pending":
             return AadstsFailure(70016)
         if request.status == "declined":
-            return AadstsFailure(65004, error="authorization_declined")
+            return declined()
         # Approved: tokens or an error now, and the device code is spent either way.
         request.status = "redeemed"
         return request
@@ -329,7 +339,7 @@ def redeem_device_code(state: SimState, issuer_base: str, form: FormData) -> Rep
         return request
     # "Allow public client flows" off: Entra ID wants a client secret, after the sign-in.
     if state.scenario.public_client_disabled:
-        return AadstsFailure(7000218)
+        return public_client_refused()
     mailbox = state.directory.get(request.upn or "")
     if mailbox is None:
         return AadstsFailure(
@@ -376,6 +386,8 @@ def redeem_refresh_token(state: SimState, issuer_base: str, form: FormData) -> R
     mailbox = state.directory.get(grant.upn)
     if mailbox is None:
         return AadstsFailure(70000)
+    if state.scenario.public_client_disabled:  # turned off after the sign-in
+        return public_client_refused()
     failure = _blocker(state, client_id, mailbox, interactive=False)
     if failure:
         return failure
@@ -540,6 +552,9 @@ class _IdentityPlatform:
             # less clearly than the verification_uri it was given.
             Route("/devicelogin", self.device_login, methods=device_login),
             Route("/deviceloginchina", self.device_login, methods=device_login),
+            Route("/deviceloginus", self.device_login, methods=device_login),
+            Route("/link", self.device_login, methods=device_login),
+            introspection_route(self.state),
             Route("/{tenant}/adminconsent", self.admin_consent, methods=device_login),
             Route("/{tenant}/v2.0/adminconsent", self.admin_consent, methods=device_login),
         ]
@@ -574,7 +589,7 @@ class _IdentityPlatform:
         with self.state.lock:
             self.state.counters.devicecode_requests += 1
         form = await request.form()
-        reply = start_device_flow(self.state, self.base_url(), request.path_params["tenant"], form)
+        reply = start_device_flow(self.state, request.path_params["tenant"], form)
         return self._reply(request, reply)
 
     async def token(self, request: Request) -> Response:

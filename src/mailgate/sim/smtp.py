@@ -98,22 +98,22 @@ def check_xoauth2(
     """Exchange's verdict on an XOAUTH2 attempt.
 
     A token counts only if the simulated sign-in issued it, it has not expired, it carries
-    this cloud's SMTP.Send scope and was issued to the UPN in ``user=`` (Exchange compares
+    this cloud's SMTP.Send scope and ``user=`` names the mailbox it was issued to: its UPN,
+    primary address or an alias (Exchange resolves any address of the mailbox, and compares
     case-insensitively). Turning SMTP AUTH off for the tenant or the mailbox blocks XOAUTH2
     too (SPEC), answered with 5.7.139 rather than 5.7.3.
     """
     if creds is None:
         return AuthOutcome.BAD_TOKEN, None
     grant = state.lookup_access_token(creds.token)
-    if (
-        grant is None
-        or grant.expires_at <= now
-        or state.profile.smtp_scope not in grant.scopes
-        or grant.upn.lower() != creds.user.lower()
-    ):
+    if grant is None or grant.expires_at <= now or not state.profile.smtp_scope_in(grant.scopes):
         return AuthOutcome.BAD_TOKEN, None
-    mailbox = state.directory.get(creds.user)
-    if mailbox is None or not mailbox.account_enabled:
+    mailbox = state.directory.get(grant.upn)
+    if (
+        mailbox is None
+        or creds.user.lower() not in mailbox.addresses
+        or not mailbox.account_enabled
+    ):
         return AuthOutcome.BAD_TOKEN, None
     if state.scenario.smtp_auth_disabled_tenant:
         return AuthOutcome.TENANT_DISABLED, mailbox

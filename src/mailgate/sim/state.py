@@ -291,6 +291,21 @@ class SimState:
         with self.lock:
             return self.access_tokens.get(token)
 
+    def expire_access_tokens(self, upn: str | None = None) -> int:
+        """End access tokens now, before the lifetime the client was told: as when a server
+        has its own idea of expiry, or a token was revoked on the resource side. Refresh
+        tokens stay good, so a client that refreshes gets through without a new sign-in."""
+        now = self.clock()
+        with self.lock:
+            victims = [
+                g
+                for g in self.access_tokens.values()
+                if (upn is None or g.upn.lower() == upn.lower()) and g.expires_at > now
+            ]
+            for grant in victims:
+                grant.expires_at = now
+            return len(victims)
+
     def revoke_all_tokens(self, upn: str | None = None) -> int:
         """Forget refresh and access tokens (of one user, or all): like revoking sessions."""
         with self.lock:

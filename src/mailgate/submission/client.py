@@ -107,24 +107,23 @@ class SubmissionClient:
         timeouts: Timeouts | None = None,
         local_hostname: str | None = None,
         chunk_size: int = 64 * 1024,
-        long_auth_lines: bool | None = None,
         primary_address: str | None = None,
     ) -> None:
-        """*long_auth_lines*: the server takes ``AUTH XOAUTH2 <3 KB>`` on one line. None:
-        yes for Microsoft presets (Exchange does), no otherwise (RFC 5321's 512 octets).
-        *primary_address* only improves explanations (5.2.252)."""
+        """*primary_address* only improves explanations (5.2.252)."""
         self.timeouts = timeouts or Timeouts()
         self._local_hostname = local_hostname
         self._chunk_size = chunk_size
-        self._long_auth_lines = long_auth_lines
         self._context = ReplyContext(primary_address=primary_address)
         self._wire: SmtpWire | None = None
         self._server = ""
+        self._host, self._port = "", 0
         #: The step in progress, for errors without a reply (never a command line).
         self._stage = ""
         self._lock = asyncio.Lock()
         self.extensions = protocol.Extensions({})
         self.greeting: Reply | None = None
+        #: The SASL mechanism of the last successful AUTH ("XOAUTH2", "OAUTHBEARER", ...).
+        self.auth_mechanism: str | None = None
 
     async def __aenter__(self) -> SubmissionClient:
         return self
@@ -157,11 +156,10 @@ class SubmissionClient:
         """
         host, port = outbound.server.host, outbound.server.port
         self._server = str(outbound.server)
+        self._host, self._port = host, port
         self._context = dataclasses.replace(
             self._context, server=self._server, oauth=outbound.oauth is not None
         )
-        if self._long_auth_lines is None:
-            self._long_auth_lines = outbound.oauth is not None
         tls = None if outbound.security is Security.NONE else (context or self._tls(trust))
         await self.close()  # a second connect() replaces the connection
         try:
@@ -214,18 +212,23 @@ class SubmissionClient:
 
     # -- authentication --------------------------------------------------------------------
     async def authenticate(self, credentials: Credentials) -> Reply:
-        """AUTH XOAUTH2 as the UPN, or AUTH PLAIN/LOGIN with a password. Returns the 235."""
+        """AUTH XOAUTH2 (or OAUTHBEARER) as the UPN, or PLAIN/LOGIN with a password.
+
+        Returns the 235."""
         async with self._lock, self._guard("AUTH"):
             if isinstance(credentials, XOAuth2Credentials):
                 self._context = dataclasses.replace(self._context, upn=credentials.upn)
-                return await self._auth_xoauth2(credentials)
+                return await self._auth_bearer(credentials)
             return await self._auth_password(credentials)
 
-    def _check_mechanism(self, wanted: set[str]) -> str:
+    def _check_mechanism(self, wanted: set[str], preferred: tuple[str, ...] = ()) -> str:
         offered = self.extensions.auth_mechanisms
+        for mechanism in preferred:
+            if mechanism in offered:
+                return mechanism
         usable = sorted(wanted & offered)
         if usable:
-            return usable[-1]  # PLAIN before LOGIN; XOAUTH2 alone
+            return usable[-1]  # PLAIN before LOGIN
         raise _local_error(
             ReplyKind.AUTH,
             f"The server {self._server} does not offer AUTH {' or '.join(sorted(wanted))} "
@@ -235,7 +238,7 @@ class SubmissionClient:
             "AUTH",
         )
 
-    async def _auth_xoauth2(self, credentials: XOAuth2Credentials) -> Reply:
+    async def _auth_bearer(self, credentials: XOAuth2Credentials) -> Reply:
         if not self.encrypted:
             raise _local_error(
                 ReplyKind.AUTH,
@@ -243,24 +246,32 @@ class SubmissionClient:
                 "Set the security to STARTTLS or implicit TLS.",
                 "AUTH",
             )
-        self._check_mechanism({"XOAUTH2"})
+        # XOAUTH2 where offered (Exchange offers nothing else); OAUTHBEARER (RFC 7628) else.
+        mechanism = self._check_mechanism(
+            {xoauth2.XOAUTH2, xoauth2.OAUTHBEARER}, (xoauth2.XOAUTH2, xoauth2.OAUTHBEARER)
+        )
+        upn, token = credentials.upn, credentials.access_token
         try:
-            response = xoauth2.initial_response(credentials.upn, credentials.access_token)
+            response = (
+                xoauth2.initial_response(upn, token)
+                if mechanism == xoauth2.XOAUTH2
+                else xoauth2.oauthbearer_initial_response(upn, token, self._host, self._port)
+            )
         except ValueError as exc:
             raise _local_error(
                 ReplyKind.AUTH, f"Cannot sign in to SMTP: {exc}.", "Sign in again.", "AUTH"
             ) from None
-        limit = None if self._long_auth_lines else xoauth2.RFC5321_COMMAND_LINE
-        if xoauth2.choose_form(response, limit) is xoauth2.AuthForm.ONE_LINE:
-            reply = await self._cmd(f"AUTH XOAUTH2 {response}")
+        form = xoauth2.choose_form(response, mechanism=mechanism)
+        if form is xoauth2.AuthForm.ONE_LINE:
+            reply = await self._cmd(f"AUTH {mechanism} {response}")
             if xoauth2.is_line_too_long(reply.code, reply.text):
-                # RFC 4954 section 4: the server refused the long line; remember and re-ask.
-                log.info("%s refused a long AUTH line; using the two-step form", self._server)
-                self._long_auth_lines = False
-                reply = await self._two_step("XOAUTH2", response)
+                # A server stricter than RFC 5321's 512 octets: ask again in two steps.
+                reply = await self._two_step(mechanism, response)
         else:
-            reply = await self._two_step("XOAUTH2", response)
-        return await self._finish_sasl(reply)
+            reply = await self._two_step(mechanism, response)
+        reply = await self._finish_sasl(reply, xoauth2.error_acknowledgement(mechanism))
+        self.auth_mechanism = mechanism
+        return reply
 
     async def _auth_password(self, credentials: PasswordCredentials) -> Reply:
         mechanism = self._check_mechanism({"PLAIN", "LOGIN"})
@@ -276,7 +287,9 @@ class SubmissionClient:
             reply = await self._two_step("LOGIN", _b64(user))
             if reply.code == 334:
                 reply = await self._cmd(_b64(password))
-        return await self._finish_sasl(reply)
+        reply = await self._finish_sasl(reply)
+        self.auth_mechanism = mechanism
+        return reply
 
     async def _two_step(self, mechanism: str, response: str) -> Reply:
         reply = await self._cmd(f"AUTH {mechanism}")
@@ -284,12 +297,12 @@ class SubmissionClient:
             return reply
         return await self._cmd(response)
 
-    async def _finish_sasl(self, reply: Reply) -> Reply:
+    async def _finish_sasl(self, reply: Reply, acknowledgement: str = "") -> Reply:
         challenge: dict[str, object] | None = None
         if reply.code == 334:
-            # XOAUTH2 error challenge (RFC 7628 section 3.2.3): answer empty, read the 535.
+            # Error challenge (RFC 7628 section 3.2.3): acknowledge it, then read the 535.
             challenge = xoauth2.decode_error_challenge(reply.text)
-            reply = await self._cmd("")
+            reply = await self._cmd(acknowledgement)
             if reply.code == 334:  # still asking: cancel (RFC 4954 section 4)
                 reply = await self._cmd("*")
         if reply.code != 235:

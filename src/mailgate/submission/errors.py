@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mailgate.errors import MailgateError
 from mailgate.submission.replies import Classification, Reply, ReplyKind
 
 
-class SubmissionError(Exception):
+class SubmissionError(MailgateError):
     """The upstream server refused a step, or could not be reached.
 
     ``reply`` is None when there was no reply (network fault, local refusal);

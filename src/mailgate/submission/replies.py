@@ -7,10 +7,9 @@ retry later, hold until someone signs in, use fewer connections, split the recip
 fail the message - and words an explanation for the administrator with the UPN and
 addresses filled in.
 
-Exchange's texts drift between clouds and over the years (SPEC.md "How Microsoft
-behaves"), so classification looks at the reply code, the enhanced status code
-(RFC 3463 / RFC 2034) and a few stable keywords (`SendAsDenied`,
-`SubmissionQuotaExceeded`, "for the Tenant"), never at whole sentences.
+Exchange's texts drift between clouds and over the years, so classification looks at the
+reply code, the enhanced status code (RFC 3463 / RFC 2034) and a few stable keywords
+(`SendAsDenied`, `SubmissionQuotaExceeded`, "for the Tenant"), never at whole sentences.
 """
 
 from __future__ import annotations
@@ -63,6 +62,15 @@ class Reply:
 
     def __str__(self) -> str:
         return "\n".join(f"{self.code} {line}".rstrip() for line in self.lines)
+
+
+def enhanced_status(text: str | None) -> str | None:
+    """The enhanced status code of a reply kept as text (``str(Reply)``, as the queue keeps
+    a recipient's reply): "5.2.252" from "554 5.2.252 SendAsDenied; ...", else None."""
+    first = (text or "").split("\n", 1)[0]
+    code, _, rest = first.partition(" ")
+    match = _ENHANCED.match(rest) if len(code) == 3 and code.isdigit() else None
+    return match.group(0) if match else None
 
 
 def parse_reply(text: str) -> Reply:
@@ -183,13 +191,13 @@ class ReplyContext:
     upn: str | None = None
     #: The envelope sender (MAIL FROM) that was refused or used.
     sender_address: str | None = None
-    #: The signed-in account's primary address (SPEC row 9).
+    #: The signed-in account's primary address (the ID token's `email` claim).
     primary_address: str | None = None
     #: True when signing in with XOAUTH2 (an OAuth provider), False for passwords.
     oauth: bool = True
     server: str | None = None
     #: Exchange Online allows 3 concurrent connections per mailbox.
-    max_connections: int = 3
+    mailbox_connection_limit: int = 3
 
 
 @dataclass(frozen=True)
@@ -276,12 +284,17 @@ def _auth_unsuccessful(reply: Reply, ctx: ReplyContext) -> Classification:
             f"{server} refused the user name or password.",
             "Check the SMTP user name and password in the settings (`mailgate config show`).",
         )
+    # No server name in the words: the same 535 comes from Exchange (5.7.3) and from any
+    # RFC 4954 server (Dovecot: 5.7.8), and mailgate already refreshed the token once.
+    server = f"The SMTP server {ctx.server}" if ctx.server else "The SMTP server"
+    code = " ".join(part for part in (str(reply.code), reply.enhanced) if part)
     return Classification(
         ReplyKind.AUTH,
-        f"Exchange refused the sign-in token for {_upn(ctx)} (authentication unsuccessful).",
+        f"{server} refused the sign-in token for {_upn(ctx)} ({code}: authentication failed).",
         "Sign in again with `mailgate login`, and check that the account is the one that "
-        f"should send (UPN {_upn(ctx)}) and that the app registration has the SMTP.Send "
-        "permission. Mail is held until the next successful sign-in.",
+        f"should send (UPN {_upn(ctx)}), that the scope setting names the server's SMTP "
+        "permission (Exchange: SMTP.Send of your cloud) and that SMTP AUTH is allowed for the "
+        "mailbox. Mail is held until the next successful sign-in.",
     )
 
 
@@ -324,7 +337,7 @@ def _throttled(reply: Reply, ctx: ReplyContext) -> Classification:
     return Classification(
         ReplyKind.THROTTLED,
         f"Too many connections or submissions at once for {_upn(ctx)}: Exchange allows "
-        f"{ctx.max_connections} concurrent connections per mailbox.",
+        f"{ctx.mailbox_connection_limit} concurrent connections per mailbox.",
         "mailgate will retry with fewer connections. Stop other devices or programs that "
         "send as the same mailbox at the same time, or give them their own mailbox.",
     )
@@ -419,6 +432,16 @@ def classify(reply: Reply, context: ReplyContext | None = None) -> Classificatio
         if matches(reply):
             return explain(reply, ctx)
     return _permanent(reply, ctx)
+
+
+def token_may_be_stale(reply: Reply) -> bool:
+    """After this reply to AUTH with a bearer token, is one refresh and one more try worth it?
+
+    Any 535 (RFC 4954 section 6: credentials invalid) may mean the token expired or was
+    revoked early on the server's side: Exchange says 5.7.3, Dovecot 5.7.8, others nothing.
+    Not 5.7.139: SMTP AUTH is off for the tenant or mailbox, a new token does not help.
+    """
+    return reply.code == 535 and reply.enhanced != "5.7.139"
 
 
 def network_failure(what: str, advice: str | None = None) -> Classification:

@@ -8,6 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, Page, expect
 
@@ -19,7 +20,7 @@ from tests.gateway.e2e_helpers import Mailgate, environment, stop_process, wait_
 #: A well-formed client ID: the simulator treats every GUID as a registered app.
 CLIENT_ID = "5f1c3a2e-8d4b-4e6f-9a7c-2b1d0e3f4a5c"
 PASSWORD = "correct horse battery staple"
-#: The 21Vianet directory's mailbox whose UPN differs from its primary address (SPEC row 10).
+#: The 21Vianet directory's mailbox whose UPN differs from its primary address (the XOAUTH2 user stays the UPN).
 JSMITH_UPN = "jsmith@contoso.partner.onmschina.cn"
 JSMITH_PRIMARY = "john.smith@contoso.cn"
 #: Milliseconds Playwright waits for an element before a test fails.
@@ -104,11 +105,17 @@ def create_admin(page: Page, served: Served) -> None:
 
 
 def approve_on_simulator(
-    context: BrowserContext, verification_uri: str, code: str, upn: str
+    context: BrowserContext, cloud: SimulatorThread, verification_uri: str, code: str, upn: str
 ) -> Page:
-    """The person's side: the simulated Microsoft page, code → account → Continue."""
+    """The person's side: the simulated Microsoft page, code → account → Continue.
+
+    The wizard shows Microsoft's own address (https://microsoft.com/devicelogin...); the
+    simulator answers the same path on its address, which is where the person goes here.
+    """
+    path = urlsplit(verification_uri).path
+    assert verification_uri == cloud.state.profile.verification_uri, verification_uri
     microsoft = context.new_page()
-    microsoft.goto(verification_uri)
+    microsoft.goto(cloud.idp_url + path)
     microsoft.fill("input[name=otc]", code)
     microsoft.click("button.primary")
     microsoft.check(f"input[name=upn][value='{upn}']")

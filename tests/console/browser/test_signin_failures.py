@@ -1,5 +1,5 @@
 """A sign-in the tenant refuses for lack of admin consent ends on the admin-consent link
-(SPEC row 1); following it, accepting, and trying again succeeds."""
+(the tenant admin grants it once); following it, accepting, and trying again succeeds."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_consent_required_ends_on_the_admin_consent_link(
     page.click("#nav-signin")
     page.click("#wizard-next")
     code, uri = _code(page)
-    approve_on_simulator(context, uri, code, JSMITH_UPN).close()
+    approve_on_simulator(context, cloud, uri, code, JSMITH_UPN).close()
 
     failure = page.locator("#wizard-failure")
     expect(failure).to_be_visible()
@@ -76,7 +76,7 @@ def test_consent_required_ends_on_the_admin_consent_link(
     page.click("#wizard-retry")
     second, uri = _code(page)
     assert second != code
-    approve_on_simulator(context, uri, second, JSMITH_UPN).close()
+    approve_on_simulator(context, cloud, uri, second, JSMITH_UPN).close()
     expect(page.locator("#wizard-success")).to_be_visible()
     expect(page.locator("#signed-in-upn")).to_have_text(JSMITH_UPN)
     screenshot(page, "consent-then-signed-in")

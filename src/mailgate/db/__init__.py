@@ -1,0 +1,1 @@
+"""The database: one schema (`schema`), its migrations (`migrate`, `migrations/`)."""
