@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 import requests
+from sqlalchemy import Connection, Engine, event
 
 if TYPE_CHECKING:
     from mailgate.sim.server import SimulatorThread
+
+
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _remember(connection: Connection) -> None:
+    _engines.add(connection.engine)
+
+
+@pytest.fixture(autouse=True)
+def _dispose_engines() -> Iterator[None]:
+    """Close the pooled SQLite connections of engines a test made itself. The product closes
+    its own (Store.close); a test's `create_engine(...)` would otherwise leave them to the
+    garbage collector, which Python 3.13 reports as an unclosed database (a ResourceWarning,
+    an error under this suite's settings)."""
+    before = set(_engines)
+    yield
+    for engine in set(_engines) - before:
+        engine.dispose()
 
 
 @pytest.fixture

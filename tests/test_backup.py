@@ -4,9 +4,11 @@ The end-to-end run with `serve` and the simulator is tests/gateway/test_backup_e
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import stat
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,17 @@ from tests.gateway.e2e_helpers import wait_until
 
 NOW = 1_800_000_000.0
 ACCOUNT = AccountState("scanner@contoso.com", "scanner@contoso.com", NOW - 60, NOW - 60)
+
+
+@contextlib.contextmanager
+def _sqlite(path: Path) -> Iterator[sqlite3.Connection]:
+    """sqlite3's own `with` commits but never closes (Python 3.13 warns about that)."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
 
 
 def _body(i: int) -> bytes:
@@ -54,7 +67,7 @@ def _key_text(data: Path) -> str:
 
 
 def _states(data: Path) -> dict[int, tuple[str, float]]:
-    with sqlite3.connect(data / "mailgate.db") as conn:
+    with _sqlite(data / "mailgate.db") as conn:
         rows = conn.execute("SELECT id, state, next_attempt_at FROM queue_messages").fetchall()
     return {i: (s, n) for i, s, n in rows}
 
@@ -68,7 +81,7 @@ def test_backup_holds_everything_but_the_key(source: Path, tmp_path: Path) -> No
     raw = target.read_bytes()
     assert _key_text(source).encode() not in raw
     assert b"refresh-token-plaintext" not in raw  # still encrypted
-    with sqlite3.connect(target) as copy, sqlite3.connect(source / "mailgate.db") as orig:
+    with _sqlite(target) as copy, _sqlite(source / "mailgate.db") as orig:
         for table in ("secrets", "account", "settings", "queue_bodies", "queue_recipients"):
             query = f"SELECT * FROM {table} ORDER BY 1"  # noqa: S608 - fixed names
             assert copy.execute(query).fetchall() == orig.execute(query).fetchall(), table
@@ -112,7 +125,7 @@ def test_backup_while_the_queue_is_written_is_consistent(source: Path, tmp_path:
         for i in range(3):
             target = tmp_path / f"online-{i}.backup"
             backup(source, target, "k")
-            with sqlite3.connect(target) as conn:
+            with _sqlite(target) as conn:
                 assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
                 messages = conn.execute("SELECT count(*) FROM queue_messages").fetchone()[0]
                 bodies = conn.execute("SELECT count(*) FROM queue_bodies").fetchone()[0]
@@ -157,7 +170,7 @@ def test_restore_brings_back_settings_tokens_and_mail(
         State.QUEUED,
     ]
     assert states[1].next_attempt_at == NOW + 10
-    with sqlite3.connect(target / "mailgate.db") as conn:
+    with _sqlite(target / "mailgate.db") as conn:
         meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         (owner,) = conn.execute("SELECT lease_owner FROM queue_messages WHERE id = 2").fetchone()
     assert not any(k.startswith("backup_") for k in meta)
@@ -226,14 +239,14 @@ def test_restore_of_something_else_refuses(tmp_path: Path, content: bytes) -> No
 
 def test_restore_of_a_sqlite_file_that_is_not_ours_refuses(tmp_path: Path) -> None:
     other = tmp_path / "other.db"
-    with sqlite3.connect(other) as conn:
+    with _sqlite(other) as conn:
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(BackupError, match="not a mailgate backup"):
         restore(other, tmp_path / "new", None, env={})
 
 
 def test_restore_of_a_newer_schema_refuses(source: Path, backup_file: Path, tmp_path: Path) -> None:
-    with sqlite3.connect(backup_file) as conn:
+    with _sqlite(backup_file) as conn:
         conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     with pytest.raises(ConfigError, match="newer mailgate"):
         restore(backup_file, tmp_path / "new", source / "secret.key", env={})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import shutil
 import smtplib
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,15 +33,6 @@ def old(template: Mailgate, sim: SimulatorThread, tmp_path: Path) -> Mailgate:
     shutil.copytree(template.data_dir, own.data_dir)
     own.login(sim)
     return own
-
-
-@pytest.fixture
-def servers() -> Iterator[list[Serve]]:
-    started: list[Serve] = []
-    yield started
-    for serve in started:
-        if serve.process.poll() is None:
-            serve.kill()
 
 
 def _states(mailgate: Mailgate, subjects: list[str]) -> list[str]:
