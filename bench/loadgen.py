@@ -179,14 +179,19 @@ async def burst(host: str, port: int, connections: int, wait: float = 15.0) -> B
     writers: list[asyncio.StreamWriter] = []
 
     async def one() -> None:
+        began = time.perf_counter()
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            # A full accept queue drops SYNs; the kernel retries for up to ~2 minutes.
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), wait)
+        except TimeoutError:
+            result.refused["no connection in time"] += 1
+            return
         except OSError as error:
             result.refused[f"connect: {error.strerror or error}"] += 1
             return
         writers.append(writer)
         try:
-            line = await asyncio.wait_for(reader.readline(), wait)
+            line = await asyncio.wait_for(reader.readline(), wait - (time.perf_counter() - began))
         except (TimeoutError, OSError):
             result.refused["no greeting in time"] += 1
             return

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/profile.py ingest    # 8 clients x 2 KB for 10 s
     .venv/bin/python bench/profile.py large     # 10 clients x 25 MB at once
-    .venv/bin/python bench/profile.py relay     # 8 clients x 2 KB, delivering (8 connections)
+    .venv/bin/python bench/profile.py relay     # 8 clients x 50 KB, delivering (8 connections)
+    .venv/bin/python bench/profile.py ingest 1 50   # ingest or relay with CLIENTS and SIZE in KB
 
 Prints the functions with the most samples (self and inclusive, all threads: the event
 loop and the queue's writer thread) and keeps the collapsed stacks (flame-graph input)
@@ -48,17 +49,19 @@ def summarize(collapsed: Path, top: int = 18) -> str:
     return "\n".join(lines)
 
 
-def main(load: str) -> int:
+def main(load: str, clients: int = 8, size_kb: int | None = None) -> int:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     root = Path(tempfile.mkdtemp(prefix="mailgate-profile-"))
     root.chmod(0o755)
-    out = BENCH / "results" / f"profile-{load}.txt"
+    suffix = "" if size_kb is None else f"-{clients}x{size_kb}k"
+    out = BENCH / "results" / f"profile-{load}{suffix}.txt"
     out.parent.mkdir(exist_ok=True)
     sim = systems.Sim(root / "sim")
     try:
         sim.scenario(limits=False)
         relay = load == "relay"
-        settings = {"delivery.connections": "8", "delivery.messages_per_minute": "10000"}
+        connections = str(min(clients, 20))
+        settings = {"delivery.connections": connections, "delivery.messages_per_minute": "10000"}
         gate = systems.Mailgate(sim, root, settings if relay else {}, signed_in=relay)
         try:
             warm = loadgen.make_message(1024, sender=sim.address)
@@ -75,9 +78,13 @@ def main(load: str) -> int:
                 message = loadgen.make_message(25 * 1024 * 1024)
                 got = asyncio.run(loadgen.run_load("127.0.0.1", gate.port, 10, message, 0))
             else:
-                message = loadgen.make_message(2048, sender=sim.address)
+                size = 50 * 1024 if relay else 2048  # issue 20: 8 clients x 50 KB
+                size = size if size_kb is None else size_kb * 1024
+                message = loadgen.make_message(size, sender=sim.address)
                 seconds = duration - 2.0
-                got = asyncio.run(loadgen.run_load("127.0.0.1", gate.port, 8, message, seconds))
+                got = asyncio.run(
+                    loadgen.run_load("127.0.0.1", gate.port, clients, message, seconds)
+                )
             recorder.wait()
             p50 = 1000 * got.percentile(50)
             print(f"{load}: {got.sent} sent, {got.rate:.1f} msg/s, p50 {p50:.0f} ms")
@@ -91,4 +98,8 @@ def main(load: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "ingest"))
+    args = sys.argv[1:]
+    load = args[0] if args else "ingest"
+    sys.exit(
+        main(load, int(args[1]) if len(args) > 1 else 8, int(args[2]) if len(args) > 2 else None)
+    )

@@ -58,6 +58,10 @@ def missing_prerequisites() -> list[str]:
     for binary in ("postfix", "smtp-sink", "smtp-source", "postsuper"):
         if postfix_binary(binary) is None:
             problems.append(f"Postfix's {binary} (bench/setup.sh apt-installs postfix)")
+    from peer_postfix import plugin_missing
+
+    if plugin_missing():
+        problems.append(str(plugin_missing()))
     if os.geteuid() != 0:
         problems.append("root: a private Postfix instance (master) must start as root")
     return problems
@@ -105,7 +109,9 @@ def ms(seconds: float) -> float:
 @dataclass
 class Targets:
     table: Table = field(
-        default_factory=lambda: Table("Targets (issue 7)", ["target", "figure", "goal", "result"])
+        default_factory=lambda: Table(
+            "Targets (issues 7 and 20)", ["target", "figure", "goal", "result"]
+        )
     )
 
     def check(self, name: str, figure: float, goal: float, shown: str, higher: bool) -> None:
@@ -565,12 +571,32 @@ def tokens(sim: Any, root: Path, plan: Plan, targets: Targets) -> list[Table]:
     return [table]
 
 
-PHASES = {"ingest": ingest, "relay": relay, "burst": burst, "large": large, "tokens": tokens}
+def compare(sim: Any, root: Path, plan: Plan, targets: Targets) -> list[Table]:
+    import compare as side_by_side
+
+    cplan = side_by_side.ComparePlan.make(plan.smoke)
+    cells, bursts = side_by_side.measure(sim, root, cplan)
+    return side_by_side.tables(cells, bursts, Table, targets)
+
+
+PHASES = {
+    "compare": compare,
+    "ingest": ingest,
+    "relay": relay,
+    "burst": burst,
+    "large": large,
+    "tokens": tokens,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--smoke", action="store_true", help="a subset, under two minutes")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run of the side-by-side comparison only (1 and 8 clients, 50 KB)",
+    )
     parser.add_argument(
         "--only", choices=sorted(PHASES), action="append", help="run only this phase (repeatable)"
     )
@@ -585,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
     import systems
 
+    if args.quick:
+        args.smoke, args.only = True, ["compare"]
     plan = Plan.make(args.smoke)
     root = Path(tempfile.mkdtemp(prefix="mailgate-bench-"))
     root.chmod(0o755)  # Postfix's unprivileged processes walk into it

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import smtplib
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,33 @@ def test_serve_logs_in_the_chosen_format(tmp_path: Path, fmt: str) -> None:
     assert any("listening for SMTP on 127.0.0.1:" in line for line in lines), lines
     check = _is_json_line if fmt == "json" else _is_journal_line
     assert all(check(line) for line in lines), lines
+
+
+@pytest.mark.slow
+def test_serve_logs_no_line_per_message(tmp_path: Path) -> None:
+    """Under load a line per message costs CPU on the event loop: an accepted message
+    leaves no INFO line, neither mailgate's nor aiosmtpd's per-command ones."""
+    mailgate = Mailgate(tmp_path / "data")
+    mailgate.ok("init")
+    ready, log_path = tmp_path / "ready.json", tmp_path / "serve.log"
+    argv = mailgate.argv("--log-format", "json", "serve", "--listen", "127.0.0.1:0")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*argv, "--no-console", "--ready-file", str(ready)],
+            stdout=log,
+            stderr=log,
+            env=environment(),
+        )
+    try:
+        wait_ready(process, ready, log_path)
+        port = int(json.loads(ready.read_text())["smtp"][0]["port"])
+        with smtplib.SMTP("127.0.0.1", port, timeout=HANG) as smtp:
+            smtp.sendmail("mfp@printer.local", ["a@fabrikam.test"], b"Subject: x\r\n\r\nx\r\n")
+    finally:
+        assert stop_process(process, HANG) == 0
+    records = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert not [r for r in records if r["logger"] == "mail.log"], records
+    assert not [r for r in records if "accepted message" in r["message"]], records
 
 
 def _is_json_line(line: str) -> bool:

@@ -62,6 +62,7 @@ class FakeServer:
     connections: int = 0
     open_now: int = 0
     max_open: int = 0
+    resets: int = 0
 
     def next_failure(self, stage: str) -> SubmissionError | None:
         if not self.script or not self.script[0].startswith(stage + ":"):
@@ -94,6 +95,7 @@ class FakeUpstream:
         return SendResult(reply, "ABC", "BY1", tuple(rcpt_tos), {}, (), len(data))
 
     async def reset(self) -> Reply:
+        self.server.resets += 1
         return Reply(250, ("2.0.0 Resetting",))
 
     async def close(self) -> None:
@@ -195,6 +197,8 @@ async def test_connections_are_reused_and_capped_at_three(harness: Harness) -> N
     assert len(harness.server.sent) == 20
     assert harness.server.max_open <= 3
     assert harness.server.connections <= 3
+    # The end-of-DATA reply ends each transaction: no RSET round trip between messages.
+    assert harness.server.resets == 0
 
 
 async def test_pacing_never_exceeds_thirty_a_minute(harness: Harness) -> None:

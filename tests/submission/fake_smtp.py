@@ -36,7 +36,7 @@ class FakeSmtp:
     tokens: dict[str, str] = field(default_factory=dict)  # token -> user
     passwords: dict[str, str] = field(default_factory=dict)
     error_challenge: str | None = None
-    #: Canned replies by verb ("MAIL", "RCPT", "DATA", "END"), first match used once each.
+    #: Canned replies by verb ("MAIL", "RCPT", "DATA", "END", "RSET"), first match used once each.
     script: dict[str, list[str]] = field(default_factory=dict)
     banner: str = "220 fake.example ESMTP ready"
     #: Extra bytes sent right after "220 Ready to start TLS" (STARTTLS injection test).
@@ -220,6 +220,10 @@ class _Session:
 
     async def do_RSET(self, arg: str) -> None:
         self.mail_from, self.rcpts = None, []
+        canned = self.fake._canned("RSET")
+        if canned:
+            await self.send(canned)
+            return
         await self.send("250 2.0.0 Resetting")
 
     async def do_NOOP(self, arg: str) -> None:

@@ -23,6 +23,7 @@ from mailgate.submission import (
     XOAuth2Credentials,
 )
 from mailgate.submission.protocol import encode_data
+from mailgate.submission.wire import SmtpWire
 from tests.submission.fake_smtp import FakeSmtp
 
 UPN = "scanner@contoso.com"
@@ -397,3 +398,111 @@ async def test_bad_ca_bundle_is_a_submission_error(tmp_path: Path) -> None:
     trust = TrustConfig(ca_bundle=tmp_path / "missing.pem")
     with pytest.raises(SubmissionNetworkError, match="does not exist"):
         await SubmissionClient().connect(outbound(1), trust)
+
+
+def record_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write the client's SmtpWire makes, as bytes."""
+    writes: list[bytes] = []
+    original = SmtpWire.write
+
+    async def spy(self: SmtpWire, data: bytes | memoryview, within: float) -> None:
+        writes.append(bytes(data))
+        await original(self, data, within)
+
+    monkeypatch.setattr(SmtpWire, "write", spy)
+    return writes
+
+
+async def test_pipelining_sends_the_envelope_in_one_write_and_judges_each_recipient(
+    fake: FakeSmtp, trust: TrustConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.ehlo_keywords_tls = [*(fake.ehlo_keywords_tls or []), "PIPELINING"]
+    fake.script["RCPT"] = [
+        "550 5.1.1 No such user",
+        "250 2.1.5 Recipient OK",
+        "452 4.5.3 Too many recipients",
+        "452 4.5.3 Too many recipients",
+    ]
+    writes = record_writes(monkeypatch)
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+        before = len(writes)
+        result = await client.send(UPN, ["a@x.com", "b@x.com", "c@x.com", "d@x.com"], MESSAGE)
+    group = writes[before].decode()
+    assert group.startswith("MAIL FROM:<scanner@contoso.com> SIZE=")
+    assert group.endswith("RCPT TO:<d@x.com>\r\nDATA\r\n")
+    assert group.count("\r\n") == 6  # MAIL, four RCPT, DATA: one write, one round trip
+    assert list(result.refused) == ["a@x.com"]
+    assert result.accepted == ("b@x.com",)
+    assert result.deferred == ("c@x.com", "d@x.com")
+    assert fake.messages[0].raw + b".\r\n" == encode_data(MESSAGE)
+
+
+async def test_pipelining_when_no_recipient_is_accepted_but_data_says_354(
+    fake: FakeSmtp, trust: TrustConfig
+) -> None:
+    # RFC 2920 section 3.1: end the data at once with a lone "."; then RSET and report.
+    fake.ehlo_keywords_tls = [*(fake.ehlo_keywords_tls or []), "PIPELINING"]
+    fake.script["RCPT"] = ["550 5.1.1 No such user"]
+    fake.script["END"] = ["554 5.5.1 Error: no valid recipients"]
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+        with pytest.raises(SubmissionError) as info:
+            await client.send(UPN, ["a@x.com"], MESSAGE)
+        assert fake.lines[-1] == "RSET"
+        second = await client.send(UPN, ["b@x.com"], MESSAGE)
+    assert info.value.stage == "RCPT TO"
+    assert info.value.kind is ReplyKind.PERMANENT
+    assert list(info.value.refused) == ["a@x.com"]
+    assert fake.messages[0].raw == b""
+    assert second.accepted == ("b@x.com",)
+
+
+async def test_pipelining_mail_refused(fake: FakeSmtp, trust: TrustConfig) -> None:
+    fake.ehlo_keywords_tls = [*(fake.ehlo_keywords_tls or []), "PIPELINING"]
+    fake.script["MAIL"] = ["530 5.7.57 Client not authenticated to send mail."]
+    fake.script["RCPT"] = ["503 5.5.1 Need MAIL command"]
+    fake.script["DATA"] = ["503 5.5.1 Need RCPT command"]
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+        with pytest.raises(SubmissionError) as info:
+            await client.send(UPN, ["a@x.com"], MESSAGE)
+        assert fake.lines[-1] == "RSET"
+    assert info.value.stage == "MAIL FROM"
+    assert info.value.reply is not None
+    assert info.value.reply.code == 530
+    assert not fake.messages
+
+
+async def test_without_pipelining_one_command_per_write(
+    fake: FakeSmtp, trust: TrustConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = record_writes(monkeypatch)
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+        before = len(writes)
+        await client.send(UPN, ["a@x.com", "b@x.com"], MESSAGE)
+    assert [w.split(b":")[0] for w in writes[before : before + 4]] == [
+        b"MAIL FROM",
+        b"RCPT TO",
+        b"RCPT TO",
+        b"DATA\r\n",
+    ]
+
+
+async def test_a_failed_rset_after_a_refusal_drops_the_connection(
+    fake: FakeSmtp, trust: TrustConfig
+) -> None:
+    # After RSET fails the session's state is unknown; the connection must not be reused.
+    fake.script["RCPT"] = ["550 5.1.1 No such user"]
+    fake.script["RSET"] = ["451 4.3.0 Try again"]
+    async with SubmissionClient() as client:
+        await client.connect(outbound(fake.port), trust)
+        await client.authenticate(XOAuth2Credentials(UPN, TOKEN))
+        with pytest.raises(SubmissionError):
+            await client.send(UPN, ["a@x.com"], MESSAGE)
+        assert not client.connected

@@ -22,6 +22,7 @@ from mailgate.submission import (
     XOAuth2Credentials,
 )
 from mailgate.submission.message import build_message, serialize
+from mailgate.submission.wire import SmtpWire
 
 CLIENT_ID = "9e5f94bc-e8a4-4e73-b8be-63364c29d753"
 UPN = "scanner@contoso.com"
@@ -265,3 +266,35 @@ async def test_server_down_is_a_network_fault(sim: SimulatorThread) -> None:
         await connected(sim)
     assert info.value.kind is ReplyKind.NETWORK
     assert info.value.classification.transient
+
+
+async def test_pipelined_envelope_in_one_write_and_501st_recipient_deferred(
+    sim: SimulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Exchange offers PIPELINING (RFC 2920): MAIL, all RCPTs and DATA go in one write, and
+    # the 501st recipient's own 452 4.5.3 defers it alone (500 per message).
+    writes: list[bytes] = []
+    original = SmtpWire.write
+
+    async def spy(self: SmtpWire, data: bytes | memoryview, within: float) -> None:
+        writes.append(bytes(data))
+        await original(self, data, within)
+
+    monkeypatch.setattr(SmtpWire, "write", spy)
+    rcpts = [f"r{n}@contoso.com" for n in range(501)]
+    client = await connected(sim)
+    try:
+        assert client.extensions.has("PIPELINING")
+        await client.authenticate(XOAuth2Credentials(UPN, token(sim)))
+        before = len(writes)
+        result = await client.send(UPN, rcpts, b"Subject: many\r\n\r\nx\r\n")
+    finally:
+        await client.close()
+    group = writes[before]
+    assert group.startswith(b"MAIL FROM:<scanner@contoso.com>")
+    assert group.endswith(b"RCPT TO:<r500@contoso.com>\r\nDATA\r\n")
+    assert group.count(b"\r\nRCPT TO:") == 501
+    assert result.accepted == tuple(rcpts[:500])
+    assert result.deferred == (rcpts[500],)
+    [stored] = sim.state.messages
+    assert stored.rcpt_tos == rcpts[:500]

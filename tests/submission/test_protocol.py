@@ -3,7 +3,9 @@ from __future__ import annotations
 import pytest
 
 from mailgate.submission.protocol import (
+    AfterPipeline,
     Extensions,
+    after_pipeline,
     check_address,
     encode_data,
     mail_parameters,
@@ -12,6 +14,7 @@ from mailgate.submission.protocol import (
     needs_smtputf8,
     parse_ehlo,
     parse_queue_id,
+    sort_recipients,
 )
 from mailgate.submission.replies import Reply, parse_reply
 
@@ -48,6 +51,10 @@ def test_size_limit(value: str, limit: int | None) -> None:
         (b"a\r\n..x\r\n", b"a\r\n...x\r\n.\r\n"),
         (b"", b".\r\n"),
         (b"x" * 5, b"xxxxx\r\n.\r\n"),
+        # The fast paths: every CR and LF paired, or not; a dot only at the very end.
+        (b"a\r\nb\n\rc", b"a\r\nb\r\n\r\nc\r\n.\r\n"),
+        (b"x\r\n\r\n.", b"x\r\n\r\n..\r\n.\r\n"),
+        (b"x.\r\ny.z\r\n", b"x.\r\ny.z\r\n.\r\n"),
     ],
 )
 def test_encode_data(data: bytes, wire: bytes) -> None:
@@ -139,3 +146,60 @@ def test_check_address_accepts_plain_and_null() -> None:
 def test_reply_helpers() -> None:
     assert Reply(250, ("a", "b")).text == "a\nb"
     assert str(Reply(250, ("a", "b"))) == "250 a\n250 b"
+
+
+def _r(code: int) -> Reply:
+    return Reply(code, (f"{code} text",))
+
+
+def _too_many(reply: Reply) -> bool:
+    return reply.code == 452
+
+
+@pytest.mark.parametrize(
+    ("codes", "accepted", "refused", "deferred", "first"),
+    [
+        ([250, 251], ("a", "b"), [], (), None),
+        ([550, 250], ("b",), ["a"], (), 550),
+        ([250, 452, 452], ("a",), [], ("b", "c"), 452),
+        ([452, 250, 550], ("b",), ["c"], ("a",), 452),  # each judged on its own reply
+        ([550, 550], (), ["a", "b"], (), 550),
+    ],
+)
+def test_sort_recipients(
+    codes: list[int],
+    accepted: tuple[str, ...],
+    refused: list[str],
+    deferred: tuple[str, ...],
+    first: int | None,
+) -> None:
+    names = ["a", "b", "c"][: len(codes)]
+    got = sort_recipients(names, [_r(c) for c in codes], _too_many)
+    assert got.accepted == accepted
+    assert list(got.refused) == refused
+    assert got.deferred == deferred
+    assert (got.first_refusal.code if got.first_refusal else None) == first
+
+
+def test_sort_recipients_needs_one_reply_each() -> None:
+    with pytest.raises(ValueError, match="one reply per recipient"):
+        sort_recipients(["a", "b"], [_r(250)], _too_many)
+
+
+@pytest.mark.parametrize(
+    ("mail", "rcpts", "data", "step"),
+    [
+        (250, [250], 354, AfterPipeline.UPLOAD),
+        (250, [550, 250], 354, AfterPipeline.UPLOAD),
+        (250, [550], 554, AfterPipeline.ABANDON),
+        (250, [550], 354, AfterPipeline.END_EMPTY_DATA),
+        (530, [503], 503, AfterPipeline.ABANDON),
+        (530, [250], 354, AfterPipeline.END_EMPTY_DATA),
+        (250, [250], 451, AfterPipeline.DATA_REFUSED),
+        (250, [452], 554, AfterPipeline.ABANDON),
+    ],
+)
+def test_after_pipeline(mail: int, rcpts: list[int], data: int, step: AfterPipeline) -> None:
+    names = [f"r{i}" for i in range(len(rcpts))]
+    recipients = sort_recipients(names, [_r(c) for c in rcpts], _too_many)
+    assert after_pipeline(_r(mail), recipients, _r(data)) is step

@@ -76,6 +76,10 @@ def serve_command(
 
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    if logging.getLogger().level > logging.DEBUG:
+        # aiosmtpd logs every connection and command at INFO (logger "mail.log"): several
+        # lines per message on the hot path. Its warnings stay; DEBUG shows everything.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
     override = _listen_override(listen)
     override.console_enabled = not no_console
     if console:

@@ -331,23 +331,29 @@ class SubmissionClient:
             raise ValueError("a message needs at least one recipient")
         ctx = dataclasses.replace(self._context, sender_address=mail_from)
         async with self._lock, self._guard("MAIL FROM"):
-            payload = await self._mail_from(mail_from, rcpt_tos, data, ctx)
-            self._stage = "RCPT TO"
-            accepted, refused, deferred = await self._recipients(rcpt_tos, ctx)
-            self._stage = "DATA"
-            reply = await self._cmd("DATA")
-            if reply.code != 354:
-                await self._rset_quietly()
-                raise SubmissionError(classify(reply, ctx), reply, stage="DATA")
+            payload, mail_line = self._mail_command(mail_from, rcpt_tos, data)
+            if self.extensions.has("PIPELINING"):
+                accepted, refused, deferred = await self._pipelined(mail_line, rcpt_tos, ctx)
+            else:
+                reply = await self._cmd(mail_line)
+                if reply.code != 250:
+                    await self._rset_quietly()
+                    raise SubmissionError(classify(reply, ctx), reply, stage="MAIL FROM")
+                self._stage = "RCPT TO"
+                accepted, refused, deferred = await self._recipients(rcpt_tos, ctx)
+                self._stage = "DATA"
+                reply = await self._cmd("DATA")
+                if reply.code != 354:
+                    await self._rset_quietly()
+                    raise SubmissionError(classify(reply, ctx), reply, stage="DATA")
             final = await self._upload(payload, progress, ctx)
             queue_id, hostname = protocol.parse_queue_id(final)
             return SendResult(
                 final, queue_id, hostname, accepted, refused, deferred, size=len(payload)
             )
 
-    async def _mail_from(
-        self, mail_from: str, rcpt_tos: list[str], data: bytes, ctx: ReplyContext
-    ) -> bytes:
+    def _mail_command(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> tuple[bytes, str]:
+        """(the DATA payload on the wire, the MAIL FROM line), or why it cannot be sent."""
         eight_bit = protocol.needs_8bitmime(data)
         smtputf8 = protocol.needs_smtputf8(mail_from, rcpt_tos, data)
         missing = protocol.missing_extension(self.extensions, eight_bit, smtputf8)
@@ -360,11 +366,44 @@ class SubmissionClient:
             )
         payload = protocol.encode_data(data)
         params = protocol.mail_parameters(self.extensions, len(payload), eight_bit, smtputf8)
-        reply = await self._cmd(" ".join([f"MAIL FROM:<{mail_from}>", *params]))
-        if reply.code != 250:
-            await self._rset_quietly()
-            raise SubmissionError(classify(reply, ctx), reply, stage="MAIL FROM")
-        return payload
+        return payload, " ".join([f"MAIL FROM:<{mail_from}>", *params])
+
+    async def _pipelined(
+        self, mail_line: str, rcpt_tos: list[str], ctx: ReplyContext
+    ) -> tuple[tuple[str, ...], dict[str, Reply], tuple[str, ...]]:
+        """RFC 2920: MAIL, every RCPT and DATA in one write (one round trip instead of
+        2 + recipients), then their replies read in order and judged one by one."""
+        wire = self._need_wire()
+        lines = [mail_line, *(f"RCPT TO:<{rcpt}>" for rcpt in rcpt_tos), "DATA"]
+        await wire.write_commands(lines, self.timeouts.command)
+        mail = await self._read()
+        self._stage = "RCPT TO"
+        replies = [await self._read() for _ in rcpt_tos]
+        self._stage = "DATA"
+        data = await self._read()
+        too_many = lambda reply: classify(reply, ctx).kind is ReplyKind.TOO_MANY_RECIPIENTS  # noqa: E731
+        recipients = protocol.sort_recipients(rcpt_tos, replies, too_many)
+        step = protocol.after_pipeline(mail, recipients, data)
+        if step is protocol.AfterPipeline.UPLOAD:
+            return recipients.accepted, recipients.refused, recipients.deferred
+        if step is protocol.AfterPipeline.END_EMPTY_DATA:
+            await wire.write(b".\r\n", self.timeouts.command)
+            await self._read()
+        await self._rset_quietly()
+        if step is protocol.AfterPipeline.DATA_REFUSED:
+            raise SubmissionError(classify(data, ctx), data, stage="DATA")
+        if mail.code != 250:
+            raise SubmissionError(classify(mail, ctx), mail, stage="MAIL FROM")
+        first = recipients.first_refusal or data
+        raise SubmissionError(
+            classify(first, ctx), first, stage="RCPT TO", refused=recipients.refused
+        )
+
+    async def _read(self) -> Reply:
+        reply = await self._need_wire().read_reply(self.timeouts.command)
+        if reply.code == 421:  # RFC 5321 section 3.8: the server is closing the channel.
+            await self._need_wire().close()
+        return reply
 
     async def _recipients(
         self, rcpt_tos: list[str], ctx: ReplyContext
@@ -463,9 +502,16 @@ class SubmissionClient:
         return reply
 
     async def _rset_quietly(self) -> None:
+        """End a failed transaction. If RSET does not come back 250 the session's state is
+        unknown (a late reply would be read as the next command's): drop the connection,
+        so a connected client is always between transactions (the delivery engine relies
+        on this to reuse a connection without another RSET)."""
         if self.connected:
+            reply: Reply | None = None
             with contextlib.suppress(OSError, TimeoutError, ReplyError):
-                await self._cmd("RSET")
+                reply = await self._cmd("RSET")
+            if reply is None or reply.code != 250:
+                await self._drop()
 
     def _refused(self, reply: Reply, stage: str, session: bool = False) -> SubmissionError:
         classification = classify(reply, self._context)

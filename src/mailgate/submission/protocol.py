@@ -6,7 +6,9 @@ carries the bytes these functions produce.
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailgate.submission.replies import Reply
@@ -106,10 +108,15 @@ def encode_data(data: bytes) -> bytes:
     Section 4.5.2: a line starting with "." gets another "."; the message ends with
     CRLF "." CRLF.
     """
-    body = _LINE_ENDS.sub(b"\r\n", data)
+    # Fast paths (C-speed counts instead of two regex passes over the whole message):
+    # mail from devices is nearly always CRLF already and rarely has a line starting "."
+    crlf = data.count(b"\r\n")
+    body = data if crlf == data.count(b"\r") == data.count(b"\n") else _LINE_ENDS.sub(b"\r\n", data)
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return _LEADING_DOT.sub(b"..", body) + b".\r\n"
+    if b"\n." in body or body.startswith(b"."):
+        body = _LEADING_DOT.sub(b"..", body)
+    return body + b".\r\n"
 
 
 # -- end of DATA -------------------------------------------------------------------------------
@@ -134,3 +141,62 @@ def parse_queue_id(reply: Reply) -> tuple[str | None, str | None]:
         if match:
             return match.group(1), host
     return None, host
+
+
+# -- PIPELINING (RFC 2920) ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecipientReplies:
+    """Each recipient sorted by its own reply to RCPT TO."""
+
+    accepted: tuple[str, ...]
+    refused: dict[str, Reply]
+    #: Refused for "too many recipients" (452 4.5.3): RFC 5321 section 4.5.3.1.10 says to
+    #: send these in a later transaction, so they are neither delivered nor failed.
+    deferred: tuple[str, ...]
+    #: The first reply that was not a 250/251 (for the error when none was accepted).
+    first_refusal: Reply | None
+
+
+def sort_recipients(
+    rcpt_tos: list[str], replies: list[Reply], too_many: Callable[[Reply], bool]
+) -> RecipientReplies:
+    """Pair pipelined RCPT replies with their recipients, in order (RFC 2920 section 3.1:
+    replies come in the order the commands were sent) and classify each one on its own."""
+    if len(replies) != len(rcpt_tos):
+        raise ValueError("one reply per recipient is needed")
+    accepted: list[str] = []
+    refused: dict[str, Reply] = {}
+    deferred: list[str] = []
+    first: Reply | None = None
+    for rcpt, reply in zip(rcpt_tos, replies, strict=True):
+        if reply.code in {250, 251}:
+            accepted.append(rcpt)
+            continue
+        first = first or reply
+        if too_many(reply):
+            deferred.append(rcpt)
+        else:
+            refused[rcpt] = reply
+    return RecipientReplies(tuple(accepted), refused, tuple(deferred), first)
+
+
+class AfterPipeline(enum.Enum):
+    """What the client does once it has read the replies to MAIL, RCPT... and DATA."""
+
+    #: 354 and at least one recipient: send the message.
+    UPLOAD = "upload"
+    #: MAIL refused, or no recipient accepted, and DATA was refused too: RSET, report.
+    ABANDON = "abandon"
+    #: Nothing to deliver but the server said 354 anyway (a server that does not check
+    #: recipients at DATA): RFC 2920 section 3.1, end the data with a lone "." then RSET.
+    END_EMPTY_DATA = "end empty data"
+    #: Recipients accepted but DATA refused: RSET, report DATA's reply.
+    DATA_REFUSED = "data refused"
+
+
+def after_pipeline(mail: Reply, recipients: RecipientReplies, data: Reply) -> AfterPipeline:
+    """The decision after a pipelined MAIL / RCPT... / DATA group."""
+    deliverable = mail.code == 250 and bool(recipients.accepted)
+    if data.code == 354:
+        return AfterPipeline.UPLOAD if deliverable else AfterPipeline.END_EMPTY_DATA
+    return AfterPipeline.DATA_REFUSED if deliverable else AfterPipeline.ABANDON

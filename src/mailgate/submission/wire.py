@@ -95,6 +95,13 @@ class SmtpWire:
         await self.write(line.encode("utf-8") + b"\r\n", within)
         return await self.read_reply(within)
 
+    async def write_commands(self, lines: list[str], within: float) -> None:
+        """Several command lines in one write, for a PIPELINING group (RFC 2920); the
+        caller reads one reply per line."""
+        if any("\r" in line or "\n" in line for line in lines):
+            raise ValueError("an SMTP command line cannot contain CR or LF")
+        await self.write("".join(f"{line}\r\n" for line in lines).encode("utf-8"), within)
+
     async def starttls(self, context: ssl.SSLContext, server_hostname: str, within: float) -> None:
         if self._replies.buffered:
             raise StartTlsInjection("the server sent data after agreeing to STARTTLS")
