@@ -59,21 +59,19 @@ def test_every_page_and_failure_in_chinese(
     def decline(code: str) -> None:
         cloud.sign_in(code, JSMITH_UPN, approve=False)
 
-    def wait(code: str) -> None:
-        """Nobody enters the code: it expires."""
-
     failures: list[tuple[dict[str, object], str, Callable[[str], None]]] = [
         ({}, "declined", decline),
         ({"consent_required": "admin"}, "consent", approve),
         ({"consent_required": None, "conditional_access_block": True}, "policy", approve),
-        ({"conditional_access_block": False, "device_code_lifetime": 2}, "expired", wait),
+        ({"conditional_access_block": False, "device_code_lifetime": 2}, "expired", approve),
     ]
     for scenario, kind, act in failures:
         cloud.set_scenario(**scenario)
         page.goto(served.url + "signin")
         page.click("#wizard-retry" if page.locator("#wizard-retry").count() else "#wizard-next")
-        expect(page.locator("#user-code")).to_be_visible()
-        act(page.inner_text("#user-code"))
+        if kind != "expired":  # a 2-second code may be gone before the page shows it
+            expect(page.locator("#user-code")).to_be_visible()
+            act(page.inner_text("#user-code"))
         expect(page.locator("#wizard-failure")).to_have_attribute("data-kind", kind)
         _chinese_only(page, f"sign-in {kind}")
         screenshot(page, f"signin-{kind}")
