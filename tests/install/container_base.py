@@ -59,6 +59,27 @@ def base_tarball() -> Path:
     return tarball
 
 
+def podman_storage_problem(scratch: Path) -> str | None:
+    """Why podman cannot store an image on this machine at all, or None.
+
+    Importing a one-file image needs nothing of mailgate's; where even that fails, podman
+    itself cannot work here: in a chroot whose root is not a mount point (a throw-away
+    test machine made with debootstrap) it fails to remount / for its layers, and without
+    /sys it cannot start. A real machine, CI's included, passes this probe."""
+    (scratch / "probe").mkdir(parents=True, exist_ok=True)
+    (scratch / "probe" / "empty").write_text("")
+    tarball = scratch / "probe.tar"
+    subprocess.run(["tar", "-C", str(scratch / "probe"), "-cf", str(tarball), "."], check=True)
+    tag = "localhost/mailgate-test-probe:latest"
+    done = subprocess.run(
+        ["podman", "import", str(tarball), tag], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return f"podman cannot store images on this machine: {done.stderr.strip()[-300:]}"
+    subprocess.run(["podman", "rmi", "-f", tag], capture_output=True, check=False)
+    return None
+
+
 def ensure_base_image() -> str:
     """The podman tag of the base image, imported from the cached tarball when missing."""
     if not image_exists(BASE_TAG):

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ import pytest
 
 from mailgate import __version__
 from tests.bounds import HANG
-from tests.install.container_base import ensure_base_image
+from tests.install.container_base import ensure_base_image, podman_storage_problem
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +42,8 @@ def _missing() -> str | None:
             pytest.fail(f"{tool} is not installed: `python3 dev.py test` installs it (apt-get)")
     if os.geteuid() != 0:
         return "needs root: debootstrap, podman mount and chroot do"
-    return None
+    with tempfile.TemporaryDirectory() as scratch:
+        return podman_storage_problem(Path(scratch))
 
 
 def _pip_cert() -> Path | None:

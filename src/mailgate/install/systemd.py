@@ -83,7 +83,6 @@ def render_unit(opts: UnitOptions) -> str:
         "# (or use `systemctl edit mailgate` for local additions).",
         "[Unit]",
         "Description=mailgate SMTP relay to Exchange Online / Outlook.com (OAuth 2.0)",
-        "Documentation=man:systemd.service(5)",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
