@@ -22,10 +22,12 @@ from mailgate.config.model import Settings
 from mailgate.config.presets import PRESETS
 from mailgate.config.store import Store
 from mailgate.db.writer import check_writable
+from mailgate.gateway.delivery import SIGN_IN_HOLD
 from mailgate.gateway.devices import DeviceAccount, DeviceAccounts
 from mailgate.gateway.queue import Incoming, QueueStore, State
 from mailgate.identity.tokens import token_health
 from mailgate.submission.message import build_message, serialize
+from mailgate.texts import N_
 
 T = TypeVar("T")
 
@@ -162,6 +164,44 @@ def status(
     return data
 
 
+#: Mail waiting longer than this (not held) means delivery has stalled.
+STALLED_AFTER = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Attention:
+    """Something that needs the administrator: a kind the pages word, and its values."""
+
+    kind: str  # sign_in_needed | held | expiring | upstream_down | stalled
+    count: int = 0
+    at: float | None = None
+    upn: str | None = None
+
+
+def attention(handle: GatewayHandle, now: float) -> list[Attention]:
+    """What the status banner shows, most urgent first (each with its one fix on the page)."""
+    store, queue = handle.store, handle.queue
+    found: list[Attention] = []
+    account = store.account()
+    counts = queue.counts()
+    health = token_health(account, now) if account is not None else None
+    dead = handle.sign_in_needed() or (health is not None and health.needs_sign_in)
+    if account is not None and dead:
+        found.append(Attention("sign_in_needed", counts.get("held", 0), upn=account.upn))
+    elif counts.get("held", 0):
+        found.append(Attention("held", counts["held"]))
+    if account is not None and health is not None and not dead and health.resign_in_warning:
+        found.append(Attention("expiring", at=health.resign_in_deadline, upn=account.upn))
+    recent = [e for e in queue.events(limit=50) if e.kind in ("upstream_down", "upstream_up")]
+    if recent and recent[0].kind == "upstream_down":
+        found.append(Attention("upstream_down", at=recent[0].at))
+    oldest = queue.oldest_active()
+    waiting = counts.get("queued", 0) + counts.get("deferred", 0)
+    if waiting and oldest is not None and now - oldest > STALLED_AFTER:
+        found.append(Attention("stalled", waiting, at=oldest))
+    return found
+
+
 def readiness(handle: GatewayHandle) -> str | None:
     """None when the gateway can take and deliver mail, else the reason (/readyz's 503)."""
     try:
@@ -192,6 +232,30 @@ def queue_action(handle: GatewayHandle, message_id: int | None, action: str, now
         changed = int(queue.delete(message_id))
     else:
         raise ValidationError(f"Unknown action {action!r}; use one of {', '.join(QUEUE_ACTIONS)}.")
+    handle.wake()
+    return changed
+
+
+#: held_reason while a console sign-in runs with "keep held mail for a different account":
+#: the engine releases only SIGN_IN_HOLD by itself, so these wait for the account's check.
+ACCOUNT_CHECK_HOLD = "held until the signed-in account is confirmed"
+
+
+def guard_held_mail(handle: GatewayHandle, now: float) -> int:
+    """Before a sign-in: mail held for the sign-in waits for the account to be checked."""
+    return handle.queue.rehold(SIGN_IN_HOLD, ACCOUNT_CHECK_HOLD, now)
+
+
+def settle_held_mail(handle: GatewayHandle, now: float, same_account: bool | None) -> int:
+    """After that sign-in: the same account sends the held mail (released); a different one
+    leaves it held for the administrator (Release sends it as the new account); a failed or
+    cancelled sign-in (None) gives it back to the next sign-in."""
+    queue = handle.queue
+    if same_account is None:
+        return queue.rehold(ACCOUNT_CHECK_HOLD, SIGN_IN_HOLD, now)
+    if not same_account:
+        return 0
+    changed = queue.release(None, now, "signed in; released", ACCOUNT_CHECK_HOLD)
     handle.wake()
     return changed
 
@@ -274,14 +338,16 @@ def save_smtp(handle: GatewayHandle, form: dict[str, str]) -> bool:
     if PRESETS[provider].uses_oauth:
         fields = {name: (form.get(name) or "").strip() or None for name in OAUTH_FIELDS}
         if not fields["client_id"]:
-            raise ValidationError(
-                "Enter the client ID: the Application (client) ID of your app registration."
-            )
+            raise ValidationError.of(
+                N_("Enter the client ID: the Application (client) ID of your app registration.")
+            ).in_field("--client-id")
         store.apply_provider(provider, **fields)
         return True
     server = (form.get("smtp_server") or "").strip()
     if not server:
-        raise ValidationError("Enter the SMTP server address, host[:port].")
+        raise ValidationError.of(N_("Enter the SMTP server address, host[:port].")).in_field(
+            "smtp.server"
+        )
     store.apply_provider("none", server=server)
     store.set("smtp.security", form.get("smtp_security") or "starttls")
     store.set("smtp.username", form.get("smtp_username") or "")

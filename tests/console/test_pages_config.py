@@ -32,8 +32,24 @@ async def test_provider_save_shows_validation_errors(admin: Browser, store: Stor
     )
     assert response.status_code == 400
     assert 'id="error"' in response.text
-    assert "GUID" in response.text
+    # Console words: the field's label, not the CLI's --client-id; tied to its input.
+    assert "Client ID: &#39;fad8cd81" in response.text
+    assert "did you mean fad8cd81-a4a6-4e50-b186-5d84f6c275a5" in response.text
+    assert "--client-id" not in response.text
+    assert 'data-field="client_id"' in response.text
     assert store.values()["provider"] == "exchange-online"  # nothing saved
+
+
+async def test_validation_errors_speak_the_readers_language(admin: Browser) -> None:
+    await admin.get("/")
+    await admin.post("/lang", {"lang": "zh-cn", "next": "/smtp"})
+    await admin.get("/smtp")
+    response = await admin.post(
+        "/smtp", {"provider": "exchange-online-21vianet", "client_id": "not-a-guid"}
+    )
+    assert response.status_code == 400
+    assert "客户端ID：&#39;not-a-guid&#39; 不是客户端ID" in response.text  # noqa: RUF001
+    assert "--client-id" not in response.text
 
 
 async def test_provider_save_leads_to_the_wizard(admin: Browser, store: Store) -> None:

@@ -77,3 +77,39 @@ async def test_test_send_refuses_header_injection(
     assert gateway.queue.messages() == []
     bad = await admin.api("PATCH", "/api/settings", {"sender.address": "a@b.test\r\nBcc: x@y.test"})
     assert bad.status_code == 400
+
+
+async def test_every_action_is_followed_by_a_flash(admin: Browser) -> None:
+    """The redirect after an action names it; the page it lands on says what happened."""
+    for done, text in [
+        ("test", "The test message is queued"),
+        ("hold", "The message is held"),
+        ("none", "Nothing changed"),
+        ("delete", "The message was deleted."),
+    ]:
+        page = await admin.get(f"/queue?done={done}")
+        assert 'id="flash"' in page.text, done
+        assert text in page.text, done
+    assert 'id="flash"' not in (await admin.get("/queue?done=bogus")).text
+
+
+async def test_only_fitting_actions_and_delete_asks_first(admin: Browser, gateway: Gateway) -> None:
+    message = gateway.queue.accept(
+        Incoming("a@x.com", ("b@x.com",), b"Subject: hi\r\n\r\nx"), time.time()
+    )
+    queued = (await admin.get(f"/queue/{message}")).text
+    assert 'id="action-hold"' in queued
+    assert 'id="action-release"' not in queued
+    gateway.queue.hold(message, time.time(), "held by the administrator")
+    held = (await admin.get(f"/queue/{message}")).text
+    assert 'id="action-release"' in held
+    assert 'id="action-hold"' not in held
+    # Delete is a link to a confirmation, which alone posts the deletion.
+    assert f'href="/queue/{message}?confirm=delete"' in held
+    assert 'id="confirm-delete"' not in held
+    confirm = (await admin.get(f"/queue/{message}?confirm=delete")).text
+    assert 'id="confirm-delete-yes"' in confirm
+    assert gateway.queue.get(message) is not None
+    done = await admin.post(f"/queue/{message}/delete")
+    assert done.headers["location"] == "/queue?done=delete"
+    assert gateway.queue.get(message) is None

@@ -7,6 +7,8 @@ validation error, 1 for everything else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from mailgate.errors import MailgateError
 
 
@@ -15,9 +17,36 @@ class ConfigError(MailgateError):
 
 
 class ValidationError(ConfigError):
-    """A setting value (or a key name) the user typed is not acceptable."""
+    """A setting value (or a key name) the user typed is not acceptable.
+
+    Built with :meth:`of`, it also keeps its catalog text unformatted with its values, and
+    :meth:`in_field` the field it is about: the CLI prints the message (prefixed with the
+    option or key), the console names the field with its own label in the reader's language.
+    """
 
     exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str | None = None,
+        params: Mapping[str, str] | None = None,
+        field: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.text = text
+        self.params = dict(params or {})
+        self.field = field
+
+    @classmethod
+    def of(cls, text: str, **params: str) -> ValidationError:
+        """An error from a catalog text (marked with N_) and its values."""
+        return cls(text.format(**params), text=text, params=params)
+
+    def in_field(self, field: str) -> ValidationError:
+        """The same error about *field* (an option such as --client-id, or a setting key)."""
+        return ValidationError(f"{field}: {self}", text=self.text, params=self.params, field=field)
 
 
 class NotInitializedError(ConfigError):

@@ -24,6 +24,7 @@ from mailgate.config.model import (
     SenderPolicy,
 )
 from mailgate.config.presets import PRESETS, Preset, Security
+from mailgate.texts import N_
 
 #: A stored setting value: JSON text or a JSON list of text.
 SettingValue = str | list[str]
@@ -61,8 +62,9 @@ def valid_hostname(host: str) -> bool:
 
 def _parse_port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValidationError(
-            f"{whole!r} has no valid port: give a number from 1 to 65535 after the colon."
+        raise ValidationError.of(
+            N_("{value} has no valid port: give a number from 1 to 65535 after the colon."),
+            value=repr(whole),
         )
     return int(text)
 
@@ -71,27 +73,34 @@ def parse_endpoint(text: str, default_port: int = DEFAULT_SMTP_PORT) -> Endpoint
     """host[:port], [IPv6]:port or a bare IPv6 address; the port defaults to `default_port`."""
     value = text.strip()
     if "://" in value or "/" in value:
-        raise ValidationError(
-            f"{value!r}: give only host[:port], without a scheme such as https:// or a path."
+        raise ValidationError.of(
+            N_("{value}: give only host[:port], without a scheme such as https:// or a path."),
+            value=repr(value),
         )
     if value.startswith("["):
         match = re.fullmatch(r"\[([^\]]+)\](?::(.*))?", value)
         if not match:
-            raise ValidationError(
-                f"{value!r} is not host[:port]; write an IPv6 address as [2001:db8::1]:587."
+            raise ValidationError.of(
+                N_("{value} is not host[:port]; write an IPv6 address as [2001:db8::1]:587."),
+                value=repr(value),
             )
         host, port_text = match.group(1), match.group(2)
         if ":" not in host or not valid_hostname(host):
-            raise ValidationError(f"{value!r}: brackets are for IPv6 addresses only.")
+            raise ValidationError.of(
+                N_("{value}: brackets are for IPv6 addresses only."), value=repr(value)
+            )
     elif value.count(":") > 1:  # a bare IPv6 address cannot carry a port
         host, port_text = value, None
     else:
         host, _, port_text = value.partition(":")
         port_text = port_text if ":" in value else None
     if not host or not valid_hostname(host):
-        raise ValidationError(
-            f"{value!r} is not a host name or IP address; "
-            "expected host[:port], e.g. smtp.office365.com:587."
+        raise ValidationError.of(
+            N_(
+                "{value} is not a host name or IP address; "
+                "expected host[:port], e.g. smtp.office365.com:587."
+            ),
+            value=repr(value),
         )
     port = default_port if port_text is None else _parse_port(port_text, value)
     return Endpoint(host.lower(), port)
@@ -113,17 +122,25 @@ def validate_client_id(text: str) -> str:
     value = text.strip()
     if _GUID.fullmatch(value):
         return value.lower()
-    hint = ""
     bare = value.replace("-", "")
     if len(bare) == 32 and all(c in "0123456789abcdefABCDEF" for c in bare):
         fixed = f"{bare[:8]}-{bare[8:12]}-{bare[12:16]}-{bare[16:20]}-{bare[20:]}".lower()
-        hint = f" The hyphens are misplaced; did you mean {fixed}?"
-    if value.lower() == MANUAL_MISTYPED_GUID:
-        hint += " (This is the vendor manual's example from its consent URL, which is mistyped.)"
-    raise ValidationError(
-        f"{value!r} is not a client ID: it must be a GUID such as "
-        "0a1b2c3d-4e5f-6789-abcd-ef0123456789 — the Application (client) ID of your app "
-        f"registration in Entra ID. Copy it from the app's Overview page.{hint}"
+        misplaced = N_(
+            "{value} is not a client ID: the hyphens are misplaced; did you mean {fixed}?"
+        )
+        if value.lower() == MANUAL_MISTYPED_GUID:
+            misplaced = N_(
+                "{value} is not a client ID: it is the vendor manual's example from its "
+                "consent URL, which is mistyped; did you mean {fixed}?"
+            )
+        raise ValidationError.of(misplaced, value=repr(value), fixed=fixed)
+    raise ValidationError.of(
+        N_(
+            "{value} is not a client ID: it must be a GUID such as "
+            "0a1b2c3d-4e5f-6789-abcd-ef0123456789 — the Application (client) ID of your app "
+            "registration in Entra ID. Copy it from the app's Overview page."
+        ),
+        value=repr(value),
     )
 
 
@@ -133,9 +150,12 @@ def validate_tenant(text: str) -> str:
         return value
     if "." in value and valid_hostname(value):
         return value
-    raise ValidationError(
-        f"{text!r} is not a tenant: use common, organizations, consumers, your tenant ID "
-        "(a GUID) or one of its domains such as contoso.onmicrosoft.com."
+    raise ValidationError.of(
+        N_(
+            "{value} is not a tenant: use common, organizations, consumers, your tenant ID "
+            "(a GUID) or one of its domains such as contoso.onmicrosoft.com."
+        ),
+        value=repr(text),
     )
 
 
@@ -149,11 +169,18 @@ def validate_scope(text: str, preset: Preset) -> str:
         {p.smtp_resource for p in PRESETS.values() if p.smtp_resource} - {preset.smtp_resource}
     )
     wrong_cloud = [r for r in others if f"{r}/smtp.send" in value.lower()]
-    why = f" {wrong_cloud[0]} belongs to another cloud." if wrong_cloud else ""
-    raise ValidationError(
-        f"The scope {value!r} does not contain {wanted}, which provider {preset.name} needs "
-        f"to send mail.{why} Use e.g. {preset.scope!r}."
+    params = {"value": repr(value), "wanted": wanted, "example": repr(preset.scope)}
+    if wrong_cloud:
+        text = N_(
+            "The scope {value} does not contain {wanted}, which this provider needs to send "
+            "mail. {other} belongs to another cloud. Use e.g. {example}."
+        )
+        raise ValidationError.of(text, other=wrong_cloud[0], **params)
+    text = N_(
+        "The scope {value} does not contain {wanted}, which this provider needs to send "
+        "mail. Use e.g. {example}."
     )
+    raise ValidationError.of(text, **params)
 
 
 def validate_email(text: str) -> str:
@@ -168,7 +195,9 @@ def validate_email(text: str) -> str:
         and valid_hostname(domain)
     ):
         return value
-    raise ValidationError(f"{text!r} is not an e-mail address; expected name@example.com.")
+    raise ValidationError.of(
+        N_("{value} is not an e-mail address; expected name@example.com."), value=repr(text)
+    )
 
 
 def validate_optional_email(text: str) -> str:
@@ -177,7 +206,7 @@ def validate_optional_email(text: str) -> str:
 
 def validate_username(text: str) -> str:
     if _CONTROL.search(text):
-        raise ValidationError("The user name contains control characters; type it again.")
+        raise ValidationError.of(N_("The user name contains control characters; type it again."))
     return text.strip()
 
 
@@ -192,14 +221,17 @@ def validate_proxy_url(text: str) -> str:
     except ValueError:
         ok = False
     if not ok:
-        raise ValidationError(
-            f"{text!r} is not a proxy URL; expected http://proxy.example.com:3128."
+        raise ValidationError.of(
+            N_("{value} is not a proxy URL; expected http://proxy.example.com:3128."),
+            value=repr(text),
         )
     if parts.password is not None:
         # Settings are stored in clear: a password here would show in exports and `config show`.
-        raise ValidationError(
-            "Put no password in the proxy URL: settings are not encrypted. "
-            "Let the proxy allow this host by its address instead."
+        raise ValidationError.of(
+            N_(
+                "Put no password in the proxy URL: settings are not encrypted. "
+                "Let the proxy allow this host by its address instead."
+            )
         )
     return value
 
@@ -215,9 +247,10 @@ def validate_ca_bundle(text: str) -> str:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ValidationError(
-            f"Cannot read the CA bundle {path}: {error.strerror}. "
-            "Give the path of a readable PEM file."
+        raise ValidationError.of(
+            N_("Cannot read the CA bundle {path}: {reason}. Give the path of a readable PEM file."),
+            path=str(path),
+            reason=str(error.strerror),
         ) from None
     try:
         found = (
@@ -226,9 +259,12 @@ def validate_ca_bundle(text: str) -> str:
     except ValueError:
         found = []
     if not found:
-        raise ValidationError(
-            f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----). "
-            "Give a PEM file of CA certificates."
+        raise ValidationError.of(
+            N_(
+                "{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----). "
+                "Give a PEM file of CA certificates."
+            ),
+            path=str(path),
         )
     return str(path)
 
@@ -237,7 +273,11 @@ def _choice(options: tuple[str, ...]) -> Callable[[str], str]:
     def check(text: str) -> str:
         value = text.strip().lower()
         if value not in options:
-            raise ValidationError(f"{text!r} is not one of: {', '.join(options)}.")
+            raise ValidationError.of(
+                N_("{value} is not one of: {options}."),
+                value=repr(text),
+                options=", ".join(options),
+            )
         return value
 
     return check
@@ -254,7 +294,12 @@ def _int_range(low: int, high: int) -> Callable[[str], str]:
         except ValueError:
             number = low - 1
         if not low <= number <= high:
-            raise ValidationError(f"{text!r} is not a whole number from {low} to {high}.")
+            raise ValidationError.of(
+                N_("{value} is not a whole number from {low} to {high}."),
+                value=repr(text),
+                low=str(low),
+                high=str(high),
+            )
         return str(number)
 
     return check
@@ -264,11 +309,13 @@ def validate_size(text: str) -> str:
     """Bytes, or with a unit: 35M, 35MB, 512K; stored as bytes."""
     match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)[bB]?\s*", text)
     if match is None:
-        raise ValidationError(f"{text!r} is not a size; write e.g. 35M or 36700160.")
+        raise ValidationError.of(
+            N_("{value} is not a size; write e.g. 35M or 36700160."), value=repr(text)
+        )
     factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
     size = int(match.group(1)) * factor
     if not 1024 <= size <= 1024**3:
-        raise ValidationError(f"{text!r}: choose a size from 1K to 1G.")
+        raise ValidationError.of(N_("{value}: choose a size from 1K to 1G."), value=repr(text))
     return str(size)
 
 
@@ -276,10 +323,12 @@ def validate_duration(text: str) -> str:
     """Seconds, or with a unit: 90m, 12h, 5d; stored as seconds."""
     match = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text.lower())
     if match is None:
-        raise ValidationError(f"{text!r} is not a duration; write e.g. 5d, 12h or 90m.")
+        raise ValidationError.of(
+            N_("{value} is not a duration; write e.g. 5d, 12h or 90m."), value=repr(text)
+        )
     seconds = int(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
     if not 3600 <= seconds <= 30 * 86400:
-        raise ValidationError(f"{text!r}: choose from 1h to 30d.")
+        raise ValidationError.of(N_("{value}: choose from 1h to 30d."), value=repr(text))
     return str(seconds)
 
 
@@ -287,8 +336,9 @@ def validate_network(text: str) -> str:
     try:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
-        raise ValidationError(
-            f"{text!r} is not a network; write it like 192.168.1.0/24 or 10.0.0.7."
+        raise ValidationError.of(
+            N_("{value} is not a network; write it like 192.168.1.0/24 or 10.0.0.7."),
+            value=repr(text),
         ) from None
 
 
@@ -299,15 +349,18 @@ def validate_bind(text: str) -> str:
     except ValueError:
         if valid_hostname(value):
             return value
-        raise ValidationError(
-            f"{text!r} is not an address to listen on; use 0.0.0.0 (all), :: or one address."
+        raise ValidationError.of(
+            N_("{value} is not an address to listen on; use 0.0.0.0 (all), :: or one address."),
+            value=repr(text),
         ) from None
 
 
 def validate_file(text: str) -> str:
     path = Path(text.strip()).expanduser().absolute()
     if not path.is_file():
-        raise ValidationError(f"{path} is not a readable file; give the path of a PEM file.")
+        raise ValidationError.of(
+            N_("{path} is not a readable file; give the path of a PEM file."), path=str(path)
+        )
     return str(path)
 
 
@@ -580,7 +633,7 @@ def _prefixed(name: str, parse: Callable[[str], str], text: str) -> str:
     try:
         return parse(text)
     except ValidationError as error:
-        raise ValidationError(f"{name}: {error}") from None
+        raise error.in_field(name) from None
 
 
 def defaults() -> dict[str, SettingValue]:

@@ -127,7 +127,7 @@ def _field(flag: str, parse: Callable[[str], str], text: str) -> str:
     try:
         return parse(text)
     except ValidationError as error:
-        raise ValidationError(f"{flag}: {error}") from None
+        raise error.in_field(flag) from None
 
 
 def validate_import(current: Values, incoming: Mapping[str, object]) -> dict[str, SettingValue]:

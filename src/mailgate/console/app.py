@@ -18,6 +18,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -25,7 +26,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mailgate import operations
-from mailgate.console import api, pages_auth, pages_config, pages_queue
+from mailgate.console import api, pages_auth, pages_config, pages_queue, web
 from mailgate.console.metrics import metrics_text
 from mailgate.console.middleware import SecurityHeaders, SessionGate
 from mailgate.console.security import SetupToken
@@ -77,6 +78,7 @@ def create_console_app(
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders), Middleware(SessionGate, console=console)],
+        exception_handlers={HTTPException: web.http_error},
     )
     app.state.console = console
     return app

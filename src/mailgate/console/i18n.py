@@ -18,6 +18,9 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from mailgate.console import texts
+from mailgate.texts import N_
+
 LOCALES = Path(__file__).parent / "locales"
 TEMPLATES = Path(__file__).parent / "templates"
 #: Setting value (console.language, lower case) -> catalog directory.
@@ -26,11 +29,6 @@ LANGUAGES = {"en": "en", "zh-cn": "zh_CN"}
 LANGUAGE_NAMES = {"en": "English", "zh-cn": "简体中文"}
 LANGUAGE_COOKIE = "mailgate_lang"
 DEFAULT_LANGUAGE = "en"
-
-
-def N_(message: str) -> str:
-    """Marks a string for extraction; it is translated where it is shown."""
-    return message
 
 
 #: Queue states as the pages name them.
@@ -50,6 +48,16 @@ def format_time(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def filesize(size: int | None) -> str:
+    """362 B, 4.2 KB, 35.0 MB: binary units, as the size settings are written (35M)."""
+    value = float(size or 0)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
 def normalize(language: str | None) -> str:
     value = (language or "").strip().lower().replace("_", "-")
     if value in LANGUAGES:
@@ -57,6 +65,27 @@ def normalize(language: str | None) -> str:
     if value.startswith("zh"):
         return "zh-cn"
     return DEFAULT_LANGUAGE
+
+
+def from_accept_language(header: str) -> str | None:
+    """The browser's most wanted language the console has (RFC 9110 section 12.5.4)."""
+    wanted: list[tuple[float, int, str]] = []
+    for index, part in enumerate(header.split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and quality > 0:
+            wanted.append((-quality, index, tag.strip().lower()))
+    for _, _, tag in sorted(wanted):
+        if tag.startswith("zh"):
+            return "zh-cn"
+        if tag == "en" or tag.startswith("en-"):
+            return "en"
+    return None
 
 
 @cache
@@ -88,5 +117,13 @@ def environment(language: str) -> Environment:
     catalog = gettext_for(language)
     env.install_gettext_translations(catalog, newstyle=True)  # type: ignore[attr-defined]
     env.filters["datetime"] = format_time
+    env.filters["filesize"] = filesize
     env.filters["state_name"] = lambda state: catalog.gettext(STATE_NAMES.get(state) or str(state))
+    say = catalog.gettext
+    env.filters["stored"] = lambda text: texts.stored_text(str(text or ""), say)
+    env.filters["recipient_state"] = lambda v: texts.word(texts.RECIPIENT_STATES, str(v), say)
+    env.filters["event_level"] = lambda v: texts.word(texts.EVENT_LEVELS, str(v), say)
+    env.filters["event_kind"] = lambda v: texts.word(texts.EVENT_KINDS, str(v), say)
+    env.filters["provider_title"] = lambda v: texts.provider_title(str(v), say)
+    env.filters["code_title"] = lambda v: texts.code_title(str(v), say)
     return env

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from http.cookies import SimpleCookie
+from urllib.parse import quote
 
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -108,7 +109,16 @@ class SessionGate:
             if api:
                 refusal = JSONResponse({"error": "sign in to the console first"}, 401)
             else:
-                refusal = RedirectResponse("/login", 303)
+                # Back to the page asked for after the login (a GET of a local path only).
+                wanted = path + (
+                    "?" + scope["query_string"].decode() if scope["query_string"] else ""
+                )
+                target = (
+                    f"/login?next={quote(wanted, safe='')}"
+                    if method == "GET" and path != "/"
+                    else "/login"
+                )
+                refusal = RedirectResponse(target, 303)
         elif (
             session is not None
             and path.startswith("/api/")

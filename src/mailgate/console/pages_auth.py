@@ -9,7 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from mailgate.config.errors import ValidationError
-from mailgate.console import i18n
+from mailgate.console import i18n, texts
 from mailgate.console.security import SESSION_COOKIE, check_new_password
 from mailgate.console.web import (
     client_address,
@@ -43,7 +43,7 @@ async def login_page(request: Request) -> Response:
         return render(request, "setup.html", token=request.query_params.get("token", ""))
     if session_of(request) is not None:
         return redirect("/")
-    return render(request, "login.html")
+    return render(request, "login.html", next=safe_next(request.query_params.get("next")))
 
 
 async def login_submit(request: Request) -> Response:
@@ -60,7 +60,7 @@ async def login_submit(request: Request) -> Response:
     # argon2 is slow on purpose: off the event loop.
     if await asyncio.to_thread(console.password.verify, form.get("password", "")):
         console.throttle.succeeded(client)
-        return _signed_in_response(request)
+        return _signed_in_response(request, safe_next(form.get("next")))
     console.throttle.failed(client, now)
     return render(request, "login.html", 401, error=_("Wrong password."))
 
@@ -94,7 +94,14 @@ async def setup_submit(request: Request) -> Response:
     try:
         check_new_password(form.get("password", ""), form.get("password2", ""))
     except ValidationError as problem:
-        return render(request, "setup.html", 400, error=str(problem), token=token)
+        return render(
+            request,
+            "setup.html",
+            400,
+            error=texts.error_text(problem, gettext(request)),
+            error_for=texts.error_input(problem),
+            token=token,
+        )
     console.setup.consume()  # single use, before the slow hash
     await asyncio.to_thread(console.password.set, form["password"])
     return _signed_in_response(request, "/smtp")

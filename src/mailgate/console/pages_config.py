@@ -13,6 +13,7 @@ from starlette.routing import Route
 from mailgate import operations as ops
 from mailgate.config.errors import ConfigError
 from mailgate.config.presets import PRESETS
+from mailgate.console import texts
 from mailgate.console.security import check_new_password
 from mailgate.console.web import console_of, gettext, read_form, redirect, render
 
@@ -37,7 +38,14 @@ async def smtp_submit(request: Request) -> Response:
         values["smtp_password"] = ""  # write-only: never echoed back
         values["uses_oauth"] = PRESETS.get(form.get("provider", ""), PRESETS["none"]).uses_oauth
         return render(
-            request, "smtp.html", 400, active="smtp", v=values, presets=PRESETS, error=str(error)
+            request,
+            "smtp.html",
+            400,
+            active="smtp",
+            v=values,
+            presets=PRESETS,
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
         )
     # The manual's step 6-7: Save leads to "Enter authentication code".
     return redirect("/signin" if signs_in else "/smtp?saved=1")
@@ -48,11 +56,20 @@ async def signin_page(request: Request) -> Response:
     settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     oauth = settings.outbound.oauth if settings else None
     state = console.wizard.state.to_json(console.clock())
+    status = await asyncio.to_thread(console.status)
+    if state["status"] == "signed_in" and (status.get("needs_sign_in") or status["sign_in_needed"]):
+        state["status"] = "idle"  # that sign-in has died since: explain and start again
+    problem = console.wizard.state.problem
+    if problem is not None:
+        title, explanation, todo = texts.problem_texts(problem, gettext(request))
+        state["problem"].update(title=title, explanation=explanation, what_to_do=todo)
     return render(
         request,
         "signin.html",
         active="signin",
         w=state,
+        s=status,
+        held=status["queue"].get("held", 0),
         oauth=oauth,
         consent_url=oauth.admin_consent_url if oauth else None,
     )
@@ -60,11 +77,18 @@ async def signin_page(request: Request) -> Response:
 
 async def signin_start(request: Request) -> Response:
     console = console_of(request)
-    await read_form(request)
+    form = await read_form(request)
     settings = await asyncio.to_thread(ops.current_settings, console.gateway)
     if settings is None or settings.outbound.oauth is None:
         return redirect("/smtp")
-    await console.wizard.start(settings)
+    gateway = console.gateway
+    account = await asyncio.to_thread(gateway.store.account)
+    previous = account.upn if account else None
+    # Held mail and a previous account: the page asked what a different account may do.
+    guarded = previous is not None and form.get("held_mail") != "send"
+    if guarded:
+        guarded = await gateway.run(ops.guard_held_mail, gateway, console.clock()) > 0
+    await console.wizard.start(settings, previous, guarded)
     return redirect("/signin")
 
 
@@ -94,7 +118,15 @@ async def _settings_form(request: Request, template: str, keys: list[str], activ
             await console.gateway.run(ops.set_values, console.gateway, changes)
         except ConfigError as error:
             values = await asyncio.to_thread(console.store.all_values)
-            return render(request, template, 400, active=active, v=values, error=str(error))
+            return render(
+                request,
+                template,
+                400,
+                active=active,
+                v=values,
+                error=texts.error_text(error, gettext(request)),
+                error_for=texts.error_input(error),
+            )
         return redirect(f"{request.url.path}?saved=1")
     values = await asyncio.to_thread(console.store.all_values)
     extra = await asyncio.to_thread(console.status) if active == "device" else {}
@@ -151,7 +183,8 @@ async def device_add(request: Request) -> Response:
             active="inbound",
             v=values,
             devices=devices,
-            error=str(error),
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
         )
     return redirect("/inbound?saved=1")
 
@@ -179,7 +212,15 @@ async def password_submit(request: Request) -> Response:
     try:
         check_new_password(form.get("password", ""), form.get("password2", ""))
     except ConfigError as error:
-        return render(request, "settings.html", 400, active="settings", v=values, error=str(error))
+        return render(
+            request,
+            "settings.html",
+            400,
+            active="settings",
+            v=values,
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
+        )
     await asyncio.to_thread(console.password.set, form["password"])
     console.sessions.end_all()  # every browser signs in again with the new password
     return redirect("/login")

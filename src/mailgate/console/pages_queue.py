@@ -11,8 +11,11 @@ from starlette.routing import Route
 
 from mailgate import operations as ops
 from mailgate.config.errors import ConfigError
-from mailgate.console.web import console_of, read_form, redirect, render
+from mailgate.console import texts
+from mailgate.console.web import console_of, gettext, read_form, redirect, render
 from mailgate.gateway.queue import State
+from mailgate.gateway.queue_states import Move, can
+from mailgate.texts import N_
 
 
 async def queue_page(request: Request) -> Response:
@@ -40,9 +43,23 @@ async def message_page(request: Request) -> Response:
     message_id = int(request.path_params["message_id"])
     info = await asyncio.to_thread(console.gateway.queue.get, message_id)
     if info is None:
-        raise HTTPException(404, "There is no such message.")
+        raise HTTPException(404, N_("There is no such message."))
     history = await asyncio.to_thread(console.gateway.queue.history, message_id)
-    return render(request, "message.html", active="queue", m=info, history=history)
+    # Only the actions the state table allows for this message's state.
+    actions = [a for a, move in _MOVES.items() if can(move, info.state)]
+    confirm = request.query_params.get("confirm") == "delete" and "delete" in actions
+    return render(
+        request,
+        "message.html",
+        active="queue",
+        m=info,
+        history=history,
+        actions=actions,
+        confirm_delete=confirm,
+    )
+
+
+_MOVES = {"retry": Move.RETRY, "hold": Move.HOLD, "release": Move.RELEASE, "delete": Move.DELETE}
 
 
 async def message_action(request: Request) -> Response:
@@ -76,7 +93,15 @@ async def test_submit(request: Request) -> Response:
             console.gateway, form.get("to", ""), form.get("subject", ""), form.get("body", "")
         )
     except ConfigError as error:
-        return render(request, "test.html", 400, active="test", v=form, error=str(error))
+        return render(
+            request,
+            "test.html",
+            400,
+            active="test",
+            v=form,
+            error=texts.error_text(error, gettext(request)),
+            error_for=texts.error_input(error),
+        )
     return redirect(f"/queue/{message_id}?done=test")
 
 

@@ -22,6 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from mailgate.config.errors import ValidationError
 from mailgate.config.store import Store
+from mailgate.texts import N_
 
 #: Secret name of the admin password's argon2id hash (encrypted like every secret).
 ADMIN_PASSWORD_SECRET = "console.admin_password_hash"  # noqa: S105 - a name, not a secret
@@ -39,9 +40,14 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 def check_new_password(password: str, again: str) -> None:
     """Raise ValidationError with the sentence to show when a new password is not usable."""
     if password != again:
-        raise ValidationError("The two passwords differ; type the same password twice.")
+        raise ValidationError.of(
+            N_("The two passwords differ; type the same password twice.")
+        ).in_field("password2")
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters.")
+        raise ValidationError.of(
+            N_("Choose a password of at least {length} characters."),
+            length=str(MIN_PASSWORD_LENGTH),
+        ).in_field("password")
 
 
 class AdminPassword:

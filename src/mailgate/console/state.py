@@ -36,7 +36,7 @@ class Console:
     def __post_init__(self) -> None:
         self.sessions = SessionStore(clock=self.clock)
         self.password = AdminPassword(self.store)
-        self.wizard = SignInWizard(self.store, self._signed_in, self.clock)
+        self.wizard = SignInWizard(self.store, self._signed_in, self.clock, self._settle_held)
 
     @property
     def store(self) -> Store:
@@ -45,6 +45,10 @@ class Console:
     def status(self) -> dict[str, Any]:
         """The Status page and /api/status: the same function as `mailgate status --json`."""
         return operations.status(self.gateway, self.clock(), self.listeners)
+
+    async def _settle_held(self, same_account: bool | None) -> int:
+        handle = self.gateway
+        return await handle.run(operations.settle_held_mail, handle, self.clock(), same_account)
 
     def _signed_in(self) -> None:
         self.gateway.signed_in()

@@ -7,11 +7,13 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from mailgate import operations
 from mailgate.console import i18n
 from mailgate.console.security import PRE_SESSION_COOKIE, Session, csrf_ok
 from mailgate.console.state import Console
+from mailgate.texts import N_
 
 NAV = [
     ("status", "/"),
@@ -42,6 +44,9 @@ def language(request: Request) -> str:
     chosen = request.cookies.get(i18n.LANGUAGE_COOKIE)
     if chosen:
         return i18n.normalize(chosen)
+    browser = i18n.from_accept_language(request.headers.get("accept-language", ""))
+    if browser:
+        return browser
     return i18n.normalize(str(console_of(request).store.values().get("console.language")))
 
 
@@ -59,6 +64,9 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     session = session_of(request)
     pre, new_pre = _pre_session(request)
     page = i18n.environment(lang).get_template(template)
+    console = console_of(request)
+    # The status banner: what needs the admin, on every page once logged in.
+    banners = operations.attention(console.gateway, console.clock()) if session else []
     html = page.render(
         lang=lang,
         html_lang="zh-CN" if lang == "zh-cn" else "en",
@@ -67,7 +75,11 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         csrf=session.csrf if session else pre,
         nav=NAV if session else [],
         path=request.url.path,
+        # The language switch returns here, query included (the setup link's token).
+        full_path=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         request_saved=request.query_params.get("saved") == "1",
+        banners=banners,
+        flash=FLASHES.get(request.query_params.get("done", "")),
         **context,
     )
     response = HTMLResponse(html, status)
@@ -93,8 +105,50 @@ async def read_form(request: Request) -> dict[str, str]:
     session = session_of(request)
     expected = session.csrf if session else request.cookies.get(PRE_SESSION_COOKIE, "")
     if not expected or not csrf_ok(expected, fields.get("csrf")):
-        raise HTTPException(403, "The form was stale or came from another site; reload the page.")
+        raise HTTPException(
+            403, N_("The form was stale or came from another site; reload the page.")
+        )
     return fields
+
+
+#: The flash after an action (``?done=`` of the redirect that follows it): (class, text).
+FLASHES = {
+    "test": ("ok", N_("The test message is queued; this page shows how its delivery goes.")),
+    "retry": ("ok", N_("Retry requested: the message is due now.")),
+    "hold": ("ok", N_("The message is held; it is not sent until you release it.")),
+    "release": ("ok", N_("The message is released and queued for delivery.")),
+    "delete": ("ok", N_("The message was deleted.")),
+    "none": ("warn", N_("Nothing changed: that action does not fit the message's state.")),
+}
+
+#: What an error page says when the error carries no sentence of its own.
+_ERROR_TEXTS = {
+    401: N_("Log in to the console first."),
+    403: N_("This action is not allowed."),
+    404: N_("There is no such page."),
+    405: N_("This page cannot be used that way."),
+}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Error pages in the reader's language, with the way back; JSON for the API."""
+    if not isinstance(exc, HTTPException):  # registered for HTTPException only
+        raise exc
+    default = _ERROR_TEXTS.get(exc.status_code, N_("Something went wrong."))
+    detail = exc.detail if exc.detail and exc.detail in _KNOWN_DETAILS else default
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": detail}, exc.status_code, headers=exc.headers)
+    return render(request, "error.html", exc.status_code, message=gettext(request)(detail))
+
+
+#: HTTPException details that are catalog sentences (others, e.g. Starlette's "Not Found",
+#: are replaced by the status's own sentence).
+_KNOWN_DETAILS = frozenset(
+    {
+        N_("There is no such message."),
+        N_("The form was stale or came from another site; reload the page."),
+    }
+)
 
 
 def redirect(url: str) -> RedirectResponse:

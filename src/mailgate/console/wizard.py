@@ -7,6 +7,10 @@ event loop with ``call_soon_threadsafe`` and folded into one :class:`WizardState
 the page reads through ``GET /api/signin`` (polled by static/wizard.js). When the sign-in
 succeeds, ``on_signed_in`` runs on the loop: the gateway drops its old token and wakes
 the delivery engine, so mail held for a sign-in goes out.
+
+A sign-in started with ``guarded`` (held mail and a previous account: the page asked the
+administrator) ends with ``on_settled(same_account)``: True releases the held mail, False
+(a different account signed in) keeps it held, None (failed, cancelled) gives it back.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +61,18 @@ class WizardState:
     upn: str | None = None
     primary_address: str | None = None
     problem: SignInProblem | None = None
+    #: The account signed in before this sign-in, and whether held mail waits for its check.
+    previous_upn: str | None = None
+    guarded: bool = False
+
+    @property
+    def account_changed(self) -> bool:
+        """A different account than the previous one signed in."""
+        return bool(
+            self.status == "signed_in"
+            and self.previous_upn
+            and (self.upn or "").lower() != self.previous_upn.lower()
+        )
 
     def to_json(self, now: float) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -67,6 +83,9 @@ class WizardState:
             "seconds_left": max(0, int(self.expires_at - now)) if self.expires_at else None,
             "upn": self.upn,
             "primary_address": self.primary_address,
+            "previous_upn": self.previous_upn,
+            "guarded": self.guarded,
+            "account_changed": self.account_changed,
         }
         if self.problem is not None:
             data["problem"] = {
@@ -85,9 +104,12 @@ class SignInWizard:
         store: Store,
         on_signed_in: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        on_settled: Callable[[bool | None], Coroutine[Any, Any, object]] | None = None,
     ) -> None:
         self.store = store
         self.on_signed_in = on_signed_in
+        self.on_settled = on_settled
+        self._settling: set[asyncio.Task[object]] = set()
         self.clock = clock
         self.state = WizardState()
         self._stop = threading.Event()
@@ -97,11 +119,13 @@ class SignInWizard:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def start(self, settings: Settings) -> None:
+    async def start(
+        self, settings: Settings, previous_upn: str | None = None, guarded: bool = False
+    ) -> None:
         """Begin a new sign-in, cancelling one still running (its code is then useless)."""
         await self.cancel()
         self._stop = threading.Event()
-        self.state = WizardState(status="starting")
+        self.state = WizardState(status="starting", previous_upn=previous_upn, guarded=guarded)
         loop = asyncio.get_running_loop()
         stop = self._stop
 
@@ -136,10 +160,20 @@ class SignInWizard:
             state.primary_address = event.result.primary_address
             state.user_code = None
             self.on_signed_in()
+            self._settle(state, not state.account_changed)
         elif isinstance(event, SignInFailed):
             state.status = "failed"
             state.problem = event.problem
             state.user_code = None
+            self._settle(state, None)
+
+    def _settle(self, state: WizardState, same_account: bool | None) -> None:
+        if not state.guarded or self.on_settled is None:
+            return
+        state.guarded = False
+        task = asyncio.get_running_loop().create_task(self.on_settled(same_account))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
 
     async def cancel(self) -> None:
         self._stop.set()
@@ -148,4 +182,6 @@ class SignInWizard:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=5)
         if self.state.status in ("starting", "waiting"):
+            if self.state.guarded and self.on_settled is not None:
+                await self.on_settled(None)
             self.state = WizardState()

@@ -282,6 +282,11 @@ class QueueStore:
         values = {"state": target(Move.RELEASE), "held_reason": None, "next_attempt_at": now}
         return self._transition(where, now, values, note)
 
+    def rehold(self, old_reason: str, new_reason: str, now: float) -> int:
+        """Give every message held for *old_reason* the reason *new_reason* (still held)."""
+        where = and_(messages.c.state == State.HELD.value, messages.c.held_reason == old_reason)
+        return self._transition(where, now, {"held_reason": new_reason}, f"held: {new_reason}")
+
     def retry(self, message_id: int | None, now: float) -> int:
         """Make deferred (or held) messages due now."""
         where: ColumnElement[bool] = messages.c.state.in_(sources(Move.RETRY))

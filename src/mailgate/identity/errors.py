@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mailgate.config.model import OAuthConfig
 from mailgate.errors import MailgateError
+from mailgate.texts import N_
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class SignInProblem:
     #: Microsoft's ids, for a support case; never secrets.
     trace_id: str | None = None
     correlation_id: str | None = None
+    #: The catalog's texts before formatting (title, explanation, what to do) and the values
+    #: they were formatted with, so a reader's language can render them again (console).
+    texts: tuple[str, str, str] | None = None
+    params: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,12 +87,20 @@ class _Entry:
     needs_sign_in: bool = False
 
 
-_SIGN_IN_AGAIN = "Run the sign-in again (`mailgate login` or the console's Sign-in page)."
-_CONSENT_TODO = (
+_SIGN_IN_AGAIN = N_("Run the sign-in again (`mailgate login` or the console's Sign-in page).")
+_SIGN_IN_AGAIN_PROMPTLY = N_(
+    "Run the sign-in again (`mailgate login` or the console's Sign-in page). "
+    "Enter the new code promptly."
+)
+_SIGN_IN_AGAIN_APPROVE = N_(
+    "Run the sign-in again (`mailgate login` or the console's Sign-in page). "
+    "Approve it with the account that sends the mail."
+)
+_CONSENT_TODO = N_(
     "A tenant administrator must grant consent once by opening {consent_url} and "
     "accepting, then sign in again."
 )
-_CA_TODO = (
+_CA_TODO = N_(
     "In the Entra admin center, under Protection > Conditional Access, find the policy named "
     "in the sign-in log (Monitoring > Sign-in logs, filter by this application) and exclude "
     "the signing-in account or this application from it, or allow the device code flow "
@@ -99,173 +112,204 @@ _CA_TODO = (
 _BY_CODE: dict[int, _Entry] = {
     # RFC 8628 section 3.5 polling results, with Microsoft's numbers.
     70016: _Entry(
-        "Waiting for sign-in",
-        "The code has not been entered and approved yet.",
-        "Open the verification page, enter the code and sign in with the sending account.",
+        N_("Waiting for sign-in"),
+        N_("The code has not been entered and approved yet."),
+        N_("Open the verification page, enter the code and sign in with the sending account."),
         retryable=True,
     ),
     70018: _Entry(
-        "Invalid device code",
-        "Microsoft did not recognise the device code of this sign-in.",
+        N_("Invalid device code"),
+        N_("Microsoft did not recognise the device code of this sign-in."),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
     70019: _Entry(
-        "The code expired",
-        "Nobody entered and approved the code before it expired.",
-        _SIGN_IN_AGAIN + " Enter the new code promptly.",
+        N_("The code expired"),
+        N_("Nobody entered and approved the code before it expired."),
+        _SIGN_IN_AGAIN_PROMPTLY,
         needs_sign_in=True,
     ),
     70020: _Entry(
-        "The code expired",
-        "Nobody entered and approved the code before it expired.",
-        _SIGN_IN_AGAIN + " Enter the new code promptly.",
+        N_("The code expired"),
+        N_("Nobody entered and approved the code before it expired."),
+        _SIGN_IN_AGAIN_PROMPTLY,
         needs_sign_in=True,
     ),
     # Refresh token no longer good (RFC 6749 section 5.2 invalid_grant).
     700082: _Entry(
-        "Sign-in expired from inactivity",
-        "The stored sign-in was not used for 90 days, so Microsoft expired it.",
+        N_("Sign-in expired from inactivity"),
+        N_("The stored sign-in was not used for 90 days, so Microsoft expired it."),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
     50173: _Entry(
-        "Sign-in revoked",
-        "The stored sign-in was revoked, usually because the account's password was changed "
-        "or an administrator revoked its sessions.",
+        N_("Sign-in revoked"),
+        N_(
+            "The stored sign-in was revoked, usually because the account's password was changed "
+            "or an administrator revoked its sessions."
+        ),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
     70008: _Entry(
-        "Sign-in expired or revoked",
-        "The stored refresh token has expired or was revoked.",
+        N_("Sign-in expired or revoked"),
+        N_("The stored refresh token has expired or was revoked."),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
     70000: _Entry(
-        "Sign-in no longer valid",
-        "Microsoft refused the stored refresh token (invalid grant).",
+        N_("Sign-in no longer valid"),
+        N_("Microsoft refused the stored refresh token (invalid grant)."),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
     900144: _Entry(
-        "Request without a required parameter",
-        "The token request did not contain the parameter '{parameter}', which Microsoft "
-        "requires (for example the scope on every refresh).",
-        "Check the settings that fill it (client ID, scope, tenant: `mailgate config show`); "
-        "if they are set, this is a mailgate defect: report it with the trace ID. Signing in "
-        "again may help.",
+        N_("Request without a required parameter"),
+        N_(
+            "The token request did not contain the parameter '{parameter}', which Microsoft "
+            "requires (for example the scope on every refresh)."
+        ),
+        N_(
+            "Check the settings that fill it (client ID, scope, tenant: `mailgate config show`); "
+            "if they are set, this is a mailgate defect: report it with the trace ID. Signing in "
+            "again may help."
+        ),
     ),
     500011: _Entry(
-        "Scope from another cloud",
-        "The scope names the resource {resource}{resource_cloud}, which the tenant at "
-        "{login_host}{login_cloud} does not know.",
-        "Set the scope to the SMTP.Send scope of the cloud you sign in to{expected_scope}, "
-        "or choose the provider preset of your cloud (`mailgate config provider ...`), then "
-        "sign in again.",
+        N_("Scope from another cloud"),
+        N_(
+            "The scope names the resource {resource}{resource_cloud}, which the tenant at "
+            "{login_host}{login_cloud} does not know."
+        ),
+        N_(
+            "Set the scope to the SMTP.Send scope of the cloud you sign in to{expected_scope}, "
+            "or choose the provider preset of your cloud (`mailgate config provider ...`), then "
+            "sign in again."
+        ),
     ),
     # Consent.
     65001: _Entry(
-        "Consent required",
-        "The application has not been granted permission to send mail as this account.",
+        N_("Consent required"),
+        N_("The application has not been granted permission to send mail as this account."),
         _CONSENT_TODO,
         needs_sign_in=True,
     ),
     90094: _Entry(
-        "Administrator consent required",
-        "The tenant allows only administrators to grant applications access.",
+        N_("Administrator consent required"),
+        N_("The tenant allows only administrators to grant applications access."),
         _CONSENT_TODO,
     ),
     90095: _Entry(
-        "Administrator consent required",
-        "The tenant's settings require an administrator to approve this application.",
+        N_("Administrator consent required"),
+        N_("The tenant's settings require an administrator to approve this application."),
         _CONSENT_TODO,
     ),
     65004: _Entry(
-        "Consent declined",
-        "The person signing in declined to give the application the permissions it asks for.",
-        "Sign in again and accept the permissions, or have an administrator grant consent at "
-        "{consent_url}.",
+        N_("Consent declined"),
+        N_("The person signing in declined to give the application the permissions it asks for."),
+        N_(
+            "Sign in again and accept the permissions, or have an administrator grant consent at "
+            "{consent_url}."
+        ),
         needs_sign_in=True,
     ),
     # Conditional Access and security policy.
     53003: _Entry(
-        "Blocked by Conditional Access",
-        "A Conditional Access policy blocked this sign-in; many tenants block the device "
-        "code flow this way.",
+        N_("Blocked by Conditional Access"),
+        N_(
+            "A Conditional Access policy blocked this sign-in; many tenants block the device "
+            "code flow this way."
+        ),
         _CA_TODO,
     ),
     530032: _Entry(
-        "Blocked by a tenant security policy",
-        "A security policy of the tenant blocked this sign-in.",
+        N_("Blocked by a tenant security policy"),
+        N_("A security policy of the tenant blocked this sign-in."),
         _CA_TODO,
     ),
     530035: _Entry(
-        "Blocked by security defaults",
-        "The tenant's security defaults blocked this sign-in.",
-        "Security defaults cannot exclude a flow. A Global Administrator can turn security "
-        "defaults off (Entra admin center > Overview > Properties > Manage security defaults) "
-        "and use Conditional Access instead, excluding this application or the device code "
-        "flow from the blocking policy. Then sign in again.",
+        N_("Blocked by security defaults"),
+        N_("The tenant's security defaults blocked this sign-in."),
+        N_(
+            "Security defaults cannot exclude a flow. A Global Administrator can turn security "
+            "defaults off (Entra admin center > Overview > Properties > Manage security defaults) "
+            "and use Conditional Access instead, excluding this application or the device code "
+            "flow from the blocking policy. Then sign in again."
+        ),
     ),
     # App registration.
     700016: _Entry(
-        "Application not found",
-        "No application with client ID {client_id} exists in the directory that was signed in to.",
-        "Check the client ID (Entra admin center > App registrations > Overview > "
-        "Application (client) ID) and the tenant ({tenant}); a single-tenant app must be "
-        "used with its own tenant ID or domain.",
+        N_("Application not found"),
+        N_(
+            "No application with client ID {client_id} exists in the directory that was "
+            "signed in to."
+        ),
+        N_(
+            "Check the client ID (Entra admin center > App registrations > Overview > "
+            "Application (client) ID) and the tenant ({tenant}); a single-tenant app must be "
+            "used with its own tenant ID or domain."
+        ),
     ),
     7000218: _Entry(
-        "Public client flows not allowed",
-        "The app registration does not allow the device code flow.",
-        'Turn on "Allow public client flows" in the app registration\'s Authentication page '
-        "(Entra admin center > App registrations > the app > Authentication > Advanced "
-        "settings), save, then sign in again.",
+        N_("Public client flows not allowed"),
+        N_("The app registration does not allow the device code flow."),
+        N_(
+            'Turn on "Allow public client flows" in the app registration\'s Authentication page '
+            "(Entra admin center > App registrations > the app > Authentication > Advanced "
+            "settings), save, then sign in again."
+        ),
     ),
     50194: _Entry(
-        "Single-tenant application used with 'common'",
-        "The application is registered for one organisation only, so it cannot sign in "
-        "through the 'common' endpoint.",
-        "Set the tenant to your tenant ID or domain (e.g. contoso.onmicrosoft.com) instead "
-        "of 'common', or make the app registration multi-tenant.",
+        N_("Single-tenant application used with 'common'"),
+        N_(
+            "The application is registered for one organisation only, so it cannot sign in "
+            "through the 'common' endpoint."
+        ),
+        N_(
+            "Set the tenant to your tenant ID or domain (e.g. contoso.onmicrosoft.com) instead "
+            "of 'common', or make the app registration multi-tenant."
+        ),
     ),
     70011: _Entry(
-        "Invalid scope",
-        "Microsoft refused the requested scope.",
-        "Check the scope setting: it must contain the SMTP.Send scope of your cloud, e.g. "
-        "https://outlook.office.com/SMTP.Send, and the app registration must list "
-        "SMTP.Send, offline_access, openid and email as delegated permissions.",
+        N_("Invalid scope"),
+        N_("Microsoft refused the requested scope."),
+        N_(
+            "Check the scope setting: it must contain the SMTP.Send scope of your cloud, e.g. "
+            "https://outlook.office.com/SMTP.Send, and the app registration must list "
+            "SMTP.Send, offline_access, openid and email as delegated permissions."
+        ),
     ),
     50076: _Entry(
-        "Multi-factor authentication required",
-        "The account must complete multi-factor authentication.",
-        "Sign in again and complete the second factor on the verification page.",
+        N_("Multi-factor authentication required"),
+        N_("The account must complete multi-factor authentication."),
+        N_("Sign in again and complete the second factor on the verification page."),
         needs_sign_in=True,
     ),
     50079: _Entry(
-        "Multi-factor authentication registration required",
-        "The account must register for multi-factor authentication first.",
-        "Have the account holder register MFA at https://aka.ms/mfasetup, then sign in again.",
+        N_("Multi-factor authentication registration required"),
+        N_("The account must register for multi-factor authentication first."),
+        N_("Have the account holder register MFA at https://aka.ms/mfasetup, then sign in again."),
         needs_sign_in=True,
     ),
     50057: _Entry(
-        "Account disabled",
-        "The account that signed in is disabled in the directory.",
-        "Enable the account (Entra admin center > Users) or sign in with another account.",
+        N_("Account disabled"),
+        N_("The account that signed in is disabled in the directory."),
+        N_("Enable the account (Entra admin center > Users) or sign in with another account."),
         needs_sign_in=True,
     ),
     50053: _Entry(
-        "Account locked",
-        "The account is locked after too many failed sign-in attempts.",
-        "Wait for the lockout to end (or have an administrator unlock it), then sign in again.",
+        N_("Account locked"),
+        N_("The account is locked after too many failed sign-in attempts."),
+        N_("Wait for the lockout to end (or have an administrator unlock it), then sign in again."),
         needs_sign_in=True,
     ),
     90002: _Entry(
-        "Tenant not found",
-        "The tenant '{tenant}' does not exist at {login_host}.",
-        "Check the tenant setting (a tenant ID, a domain, 'common' or 'consumers') and that "
-        "the sign-in host belongs to your cloud.",
+        N_("Tenant not found"),
+        N_("The tenant '{tenant}' does not exist at {login_host}."),
+        N_(
+            "Check the tenant setting (a tenant ID, a domain, 'common' or 'consumers') and that "
+            "the sign-in host belongs to your cloud."
+        ),
     ),
 }
 
@@ -276,22 +320,22 @@ _BY_ERROR: dict[str, int | _Entry] = {
     "bad_verification_code": 70018,
     "expired_token": 70019,
     "authorization_declined": _Entry(
-        "Sign-in declined",
-        "The person at the verification page declined the sign-in.",
-        _SIGN_IN_AGAIN + " Approve it with the account that sends the mail.",
+        N_("Sign-in declined"),
+        N_("The person at the verification page declined the sign-in."),
+        _SIGN_IN_AGAIN_APPROVE,
         needs_sign_in=True,
     ),
     "access_denied": _Entry(
-        "Sign-in declined",
-        "The sign-in was declined or denied.",
+        N_("Sign-in declined"),
+        N_("The sign-in was declined or denied."),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
     "invalid_grant": 70000,
     "consent_required": 65001,
     "interaction_required": _Entry(
-        "Interactive sign-in required",
-        "Microsoft needs the account to sign in again interactively.",
+        N_("Interactive sign-in required"),
+        N_("Microsoft needs the account to sign in again interactively."),
         _SIGN_IN_AGAIN,
         needs_sign_in=True,
     ),
@@ -300,15 +344,15 @@ _BY_ERROR: dict[str, int | _Entry] = {
     "unauthorized_client": 700016,
     "invalid_client": 7000218,
     "temporarily_unavailable": _Entry(
-        "Microsoft's sign-in service is unavailable",
-        "The identity platform answered that it is temporarily unavailable.",
-        "Nothing to change; mailgate tries again later.",
+        N_("Microsoft's sign-in service is unavailable"),
+        N_("The identity platform answered that it is temporarily unavailable."),
+        N_("Nothing to change; mailgate tries again later."),
         retryable=True,
     ),
     "server_error": _Entry(
-        "Microsoft's sign-in service failed",
-        "The identity platform reported an internal error.",
-        "Nothing to change; mailgate tries again later.",
+        N_("Microsoft's sign-in service failed"),
+        N_("The identity platform reported an internal error."),
+        N_("Nothing to change; mailgate tries again later."),
         retryable=True,
     ),
 }
@@ -375,15 +419,14 @@ def _details(description: str, oauth: OAuthConfig | None) -> dict[str, str]:
     }
 
 
-def _format(text: str, oauth: OAuthConfig | None, description: str = "") -> str:
-    values = {
+def _values(oauth: OAuthConfig | None, description: str = "") -> dict[str, str]:
+    return {
         "consent_url": oauth.admin_consent_url if oauth else "the admin-consent link",
         "client_id": oauth.client_id if oauth else "(the configured client ID)",
         "tenant": oauth.tenant if oauth else "(the configured tenant)",
         "login_host": oauth.login_host if oauth else "the sign-in host",
         **_details(description, oauth),
     }
-    return text.format(**values)
 
 
 #: RFC 8628 section 3.5: what a device-flow poll answers. These decide, whatever number
@@ -430,27 +473,40 @@ def classify(result: Mapping[str, Any], oauth: OAuthConfig | None = None) -> Sig
     }
     if entry is None:
         said = first_line(description) or error or "no details"
-        return SignInProblem(
-            code=shown_code,
-            title="Sign-in failed",
-            explanation=f"Microsoft answered: {said}",
-            what_to_do="Check the settings and try again; if it persists, look the code up at "
-            "https://login.microsoftonline.com/error and keep the trace ID for a support case.",
+        return _problem(
+            shown_code,
+            (
+                N_("Sign-in failed"),
+                N_("Microsoft answered: {said}"),
+                N_(
+                    "Check the settings and try again; if it persists, look the code up at "
+                    "https://login.microsoftonline.com/error and keep the trace ID for a "
+                    "support case."
+                ),
+            ),
+            {"said": said},
             retryable=False,
             needs_sign_in=error == "invalid_grant",
             error=error,
             **ids,
         )
-    return SignInProblem(
-        code=shown_code,
-        title=entry.title,
-        explanation=_format(entry.explanation, oauth, description),
-        what_to_do=_format(entry.what_to_do, oauth, description),
+    return _problem(
+        shown_code,
+        (entry.title, entry.explanation, entry.what_to_do),
+        _values(oauth, description),
         retryable=entry.retryable,
         needs_sign_in=entry.needs_sign_in,
         error=error,
         **ids,
     )
+
+
+def _problem(
+    code: str, texts: tuple[str, str, str], params: dict[str, str], **rest: Any
+) -> SignInProblem:
+    """A problem with its texts formatted in English and kept, unformatted, for the console."""
+    title, explanation, what_to_do = (text.format(**params) for text in texts)
+    return SignInProblem(code, title, explanation, what_to_do, texts=texts, params=params, **rest)
 
 
 def holds_mail(problem: SignInProblem) -> bool:
@@ -473,16 +529,21 @@ def network_problem(exc: BaseException, host: str) -> SignInProblem:
     kind = type(exc).__name__
     tls = "SSL" in kind or "certificate" in str(exc).lower()
     todo = (
-        "The server's certificate was not trusted: if a TLS-inspecting proxy is in the way, "
-        "set the extra CA bundle setting to its CA certificate (PEM)."
+        N_(
+            "The server's certificate was not trusted: if a TLS-inspecting proxy is in the "
+            "way, set the extra CA bundle setting to its CA certificate (PEM)."
+        )
         if tls
-        else "Check DNS, the firewall and the HTTPS proxy setting; mailgate tries again later."
+        else N_("Check DNS, the firewall and the HTTPS proxy setting; mailgate tries again later.")
     )
-    return SignInProblem(
-        code="network",
-        title=f"Cannot reach {host}",
-        explanation=f"The connection to the sign-in host failed ({kind}).",
-        what_to_do=todo,
+    return _problem(
+        "network",
+        (
+            N_("Cannot reach {host}"),
+            N_("The connection to the sign-in host failed ({kind})."),
+            todo,
+        ),
+        {"host": host, "kind": kind},
         retryable=True,
         needs_sign_in=False,
     )
@@ -490,11 +551,14 @@ def network_problem(exc: BaseException, host: str) -> SignInProblem:
 
 def service_unavailable(status: str, host: str) -> SignInProblem:
     """The identity platform answered with a 5xx or something that was not JSON."""
-    return SignInProblem(
-        code="service_unavailable",
-        title="Microsoft's sign-in service is unavailable",
-        explanation=f"{host} answered {status}.",
-        what_to_do="Nothing to change; mailgate tries again later.",
+    return _problem(
+        "service_unavailable",
+        (
+            N_("Microsoft's sign-in service is unavailable"),
+            N_("{host} answered {status}."),
+            N_("Nothing to change; mailgate tries again later."),
+        ),
+        {"host": host, "status": status},
         retryable=True,
         needs_sign_in=False,
     )
@@ -517,16 +581,27 @@ def code_needs_sign_in(code: str | None) -> bool:
     return entry is not None and entry.needs_sign_in
 
 
+def catalog_texts(code: str) -> tuple[str, str, str] | None:
+    """The catalog's unformatted texts for a stored code ("AADSTS70000", "invalid_grant")."""
+    number = code.removeprefix("AADSTS")
+    found = int(number) if number.isdigit() else _BY_ERROR.get(code)
+    entry = _BY_CODE.get(found) if isinstance(found, int) else found
+    if entry is None:
+        return None
+    return entry.title, entry.explanation, entry.what_to_do
+
+
 def local_problem(code: str, title: str, explanation: str, what_to_do: str) -> SignInProblem:
     """A failure decided by mailgate itself (not signed in, cancelled, expired locally)."""
     needs = code in _LOCAL_NEEDS_SIGN_IN
-    return SignInProblem(code, title, explanation, what_to_do, retryable=False, needs_sign_in=needs)
+    texts = (title, explanation, what_to_do)
+    return SignInProblem(code, *texts, retryable=False, needs_sign_in=needs, texts=texts, params={})
 
 
 def not_signed_in() -> SignInProblem:
     return local_problem(
         "not_signed_in",
-        "Not signed in",
-        "No account is signed in, or its stored sign-in is missing.",
+        N_("Not signed in"),
+        N_("No account is signed in, or its stored sign-in is missing."),
         _SIGN_IN_AGAIN,
     )

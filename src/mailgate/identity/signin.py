@@ -39,6 +39,7 @@ from mailgate.identity.errors import (
 )
 from mailgate.identity.msal_app import SessionHolder, build_app, call_msal, seconds
 from mailgate.identity.store import TokenCacheStore
+from mailgate.texts import N_
 
 #: RFC 8628 section 3.5: keep polling on these.
 _KEEP_POLLING = frozenset({"authorization_pending", "slow_down"})
@@ -123,18 +124,18 @@ SignInEvent = CodeIssued | Pending | SignedIn | SignInFailed
 def _cancelled() -> SignInProblem:
     return local_problem(
         "cancelled",
-        "Sign-in cancelled",
-        "The sign-in was stopped before it completed.",
-        "Start the sign-in again when ready.",
+        N_("Sign-in cancelled"),
+        N_("The sign-in was stopped before it completed."),
+        N_("Start the sign-in again when ready."),
     )
 
 
 def _expired() -> SignInProblem:
     return local_problem(
         "expired_token",
-        "The code expired",
-        "Nobody entered and approved the code before it expired.",
-        "Run the sign-in again and enter the new code promptly.",
+        N_("The code expired"),
+        N_("Nobody entered and approved the code before it expired."),
+        N_("Run the sign-in again and enter the new code promptly."),
     )
 
 
@@ -271,10 +272,14 @@ class DeviceCodeSignIn:
             raise IdentityError(
                 local_problem(
                     "no_id_token",
-                    "No account name in the reply",
-                    "Microsoft's reply had no ID token with the account's name "
-                    "(preferred_username).",
-                    "Make sure the scope setting includes openid and email, then sign in again.",
+                    N_("No account name in the reply"),
+                    N_(
+                        "Microsoft's reply had no ID token with the account's name "
+                        "(preferred_username)."
+                    ),
+                    N_(
+                        "Make sure the scope setting includes openid and email, then sign in again."
+                    ),
                 )
             )
         now = self._clock()
