@@ -22,7 +22,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from systems import _MASTER_CF, CLIENT_ID, BenchError, Sim, free_port, postfix_binary, wait_port
+from systems import (
+    _MASTER_CF,
+    CLIENT_ID,
+    BenchError,
+    Sim,
+    free_port,
+    postfix_binary,
+    postfix_dirs,
+    wait_port,
+)
 
 BENCH = Path(__file__).resolve().parent
 PREFIX = BENCH / "work" / "sasl-xoauth2"
@@ -41,11 +50,7 @@ class PostfixXoauth2:
     def __init__(self, sim: Sim, root: Path, tokens: dict[str, Any], connections: int) -> None:
         self.root = root
         self.port = free_port()
-        conf, queue, data = root / "conf", root / "queue", root / "data"
-        for folder in (conf, queue, data):
-            folder.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o755)
-        shutil.chown(data, "postfix")
+        conf, queue, data = postfix_dirs(root)
         # sasl-xoauth2's own config: its path is compiled in (<prefix>/etc); the token
         # endpoint is the simulator's, whose CA it trusts for a refresh (none is expected).
         (PREFIX / "etc").mkdir(parents=True, exist_ok=True)

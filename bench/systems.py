@@ -277,6 +277,17 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
+def postfix_dirs(root: Path) -> tuple[Path, Path, Path]:
+    """config, queue and data directories of a private Postfix instance under *root*
+    (data owned by the postfix user, as its daemons write there)."""
+    conf, queue, data = root / "conf", root / "queue", root / "data"
+    for folder in (conf, queue, data):
+        folder.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)
+    shutil.chown(data, "postfix")
+    return conf, queue, data
+
+
 class Postfix:
     """A private Postfix instance: smtpd -> cleanup -> its own queue (fsync'd before the
     250), delivery deferred (defer_transports = smtp), config and queue in *root*."""
@@ -284,11 +295,7 @@ class Postfix:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
-        conf, queue, data = root / "conf", root / "queue", root / "data"
-        for folder in (conf, queue, data):
-            folder.mkdir(parents=True, exist_ok=True)
-        root.chmod(0o755)
-        shutil.chown(data, "postfix")
+        conf, queue, data = postfix_dirs(root)
         (conf / "master.cf").write_text(_MASTER_CF.format(port=self.port))
         (conf / "main.cf").write_text(
             "compatibility_level = 3.6\n"

@@ -25,6 +25,9 @@ SETUP_TOKEN = "setup-token-for-tests"
 PASSWORD = "correct horse battery"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
+#: Every page of the console a logged-in administrator can open, relative to its root.
+PAGES = ("", "smtp", "signin", "device", "sender", "inbound", "queue", "events", "test", "settings")
+
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

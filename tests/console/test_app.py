@@ -6,24 +6,11 @@ import time
 
 from mailgate.gateway.queue_schema import Incoming
 from mailgate.service import Gateway
-from tests.console.conftest import Browser
-
-PAGES = [
-    "/",
-    "/smtp",
-    "/signin",
-    "/device",
-    "/sender",
-    "/inbound",
-    "/queue",
-    "/events",
-    "/test",
-    "/settings",
-]
+from tests.console.conftest import PAGES, Browser
 
 
 async def test_every_page_renders(admin: Browser) -> None:
-    for page in PAGES:
+    for page in (f"/{name}" for name in PAGES):
         response = await admin.get(page)
         assert response.status_code == 200, (page, response.text[:500])
 

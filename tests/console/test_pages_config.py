@@ -5,20 +5,7 @@ from __future__ import annotations
 from mailgate.config.store import Store
 from mailgate.console.security import ADMIN_PASSWORD_SECRET
 from mailgate.service import Gateway
-from tests.console.conftest import CLIENT_ID, PASSWORD, Browser
-
-PAGES = [
-    "/",
-    "/smtp",
-    "/signin",
-    "/device",
-    "/sender",
-    "/inbound",
-    "/queue",
-    "/events",
-    "/test",
-    "/settings",
-]
+from tests.console.conftest import CLIENT_ID, PAGES, PASSWORD, Browser
 
 
 async def test_provider_save_shows_validation_errors(admin: Browser, store: Store) -> None:
@@ -85,7 +72,7 @@ async def test_secrets_are_write_only(admin: Browser, store: Store) -> None:
     assert store.secret("smtp.password") == secret
     hash_ = store.secret(ADMIN_PASSWORD_SECRET)
     assert hash_ is not None
-    bodies = [(await admin.get(p)).text for p in PAGES]
+    bodies = [(await admin.get(f"/{name}")).text for name in PAGES]
     bodies += [
         (await admin.http.get(p)).text for p in ("/api/smtp", "/api/settings", "/api/status")
     ]

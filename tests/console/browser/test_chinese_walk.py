@@ -20,10 +20,10 @@ from tests.console.browser.browsing import (
     wait_for_state,
 )
 from tests.console.cjk import english_lines
+from tests.console.conftest import PAGES
 from tests.gateway.e2e_helpers import Mailgate
 
 Shot = Callable[[Page, str], Path]
-PAGES = ["", "smtp", "signin", "device", "sender", "inbound", "queue", "events", "test", "settings"]
 
 
 def _chinese_only(page: Page, where: str) -> None:

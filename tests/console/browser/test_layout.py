@@ -18,10 +18,10 @@ from tests.console.browser.browsing import (
     sign_in_through_wizard,
     wait_for_state,
 )
+from tests.console.conftest import PAGES
 from tests.gateway.e2e_helpers import Mailgate
 
 Shot = Callable[[Page, str], Path]
-PAGES = ["", "smtp", "signin", "device", "sender", "inbound", "queue", "events", "test", "settings"]
 PHONE: ViewportSize = {"width": 390, "height": 844}
 DESKTOP: ViewportSize = {"width": 1366, "height": 900}
 
